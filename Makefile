@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine (see README.md):
+#   make book   build the HTML book into _build/html from the committed notebook outputs
+#   make test   unit tests, every chapter notebook in the smoke budget (nbval), the book build and browser tests
+# And for maintainers:
+#   make notebook NB=chapters/ch3_1_cnn.ipynb   re-run a chapter in the full budget and record its provenance
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NB     ?= chapters/*.ipynb
+
+.PHONY: book test unit notebook clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+
+test: $(STAMP)
+	DLBOOK_BUDGET=smoke $(PY) -m pytest -p no:cacheprovider --durations=15 --nbval-lax tests chapters
+
+unit: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -m "not book" tests
+
+notebook: $(STAMP)
+	flock /tmp/dlbook-cpu.lock $(PY) tools/execute_notebooks.py $(NB)
+
+clean:
+	rm -rf _build

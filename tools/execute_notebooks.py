@@ -1,0 +1,136 @@
+"""Execute chapter notebooks top to bottom in a fresh kernel and record their provenance.
+
+    python tools/execute_notebooks.py chapters/ch3_1_cnn.ipynb [--budget full]
+
+(``make notebook NB=...`` runs this under a CPU lock so full runs never overlap.)
+
+For each notebook it: clears all outputs, runs every cell in a fresh kernel
+with ``DLBOOK_BUDGET`` set, stores into ``metadata.dlbook`` the budget, device,
+library versions, wall time, date and the headline results each cell passed to
+``dlbook.notebook.record``; writes a "How this page was made" note as the
+second cell; refuses to save a notebook whose outputs contain an absolute path
+of this machine; and writes the file atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dlbook.notebook import RESULTS_MIME, RUN_MIME  # noqa: E402
+
+PROVENANCE_TAG = "dlbook-provenance"
+MACHINE_PATH = re.compile(r"(/work/|/root/|/tmp/|/home/[a-z]+/|/Users/)")
+
+
+def format_duration(seconds: float) -> str:
+    """``190.2`` → ``"3 min 10 s"``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2%}" if 0 <= value <= 1 else f"{value:.4g}"
+    return str(value)
+
+
+def collect(nb, mime: str) -> dict:
+    found = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if mime in data:
+                found.update(data[mime])
+    return found
+
+
+def provenance_text(meta: dict) -> str:
+    versions = meta["versions"]
+    libs = ", ".join(f"{k} {versions[k]}" for k in ("torch", "torchvision", "captum") if k in versions)
+    lines = [
+        f"> **How this page was made.** Every output below comes from one run of this notebook, top to bottom "
+        f"in a fresh kernel, in the **{meta['budget']}** budget: it took **{format_duration(meta['wall_time_s'])}** "
+        f"on {meta['device_name']}, seed {meta['seed']}, on {meta['executed_at'][:10]} with Python "
+        f"{versions.get('python')}, {libs}.",
+    ]
+    if meta["results"]:
+        shown = "; ".join(f"{k.replace('_', ' ')} {format_value(v)}" for k, v in meta["results"].items())
+        lines.append(f"> Headline results: {shown}.")
+    lines.append("> Re-run it yourself: the first code cell shows the budget switch (`DLBOOK_BUDGET=full|smoke`).")
+    return "\n>\n".join(lines)
+
+
+def execute(path: Path, budget: str, timeout: int) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    os.environ["DLBOOK_BUDGET"] = budget
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    tic = time.perf_counter()
+    client.execute()
+    wall = time.perf_counter() - tic
+
+    run = collect(nb, RUN_MIME)
+    if not run:
+        raise SystemExit(f"{path}: no setup cell output; its first code cell must call dlbook.notebook.setup()")
+    meta = {
+        "budget": run["budget"], "seed": run["seed"], "device": run["device"], "device_name": run["device_name"],
+        "threads": run["threads"], "versions": run["versions"], "wall_time_s": round(wall, 1),
+        "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "results": collect(nb, RESULTS_MIME),
+    }
+    nb.metadata["dlbook"] = meta
+    note = nbformat.v4.new_markdown_cell(provenance_text(meta), metadata={"tags": [PROVENANCE_TAG]})
+    nb.cells.insert(1, note)
+
+    text = nbformat.writes(nb)
+    hit = MACHINE_PATH.search(text)
+    if hit:
+        context = text[max(0, hit.start() - 120): hit.end() + 80].replace("\\n", "\n")
+        raise SystemExit(f"{path}: outputs contain a path of this machine ({hit.group(0)}...):\n{context}\n"
+                         "Silence or rewrite the warning or print that shows it, then run again.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return meta
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--budget", default="full", choices=["full", "smoke"])
+    parser.add_argument("--timeout", type=int, default=3 * 3600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        print(f"executing {path} ({args.budget} budget) ...", flush=True)
+        meta = execute(path, args.budget, args.timeout)
+        print(f"  done in {format_duration(meta['wall_time_s'])}; results: {meta['results']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
