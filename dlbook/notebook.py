@@ -88,7 +88,7 @@ def setup(seed: int = 0, device: str | torch.device | None = None, show: bool = 
     dev = torch.device(device) if device is not None else default_device()
     name = describe_device(dev)
     if dev.type == "cpu":
-        name = f"{cpu_model()}, {name}"
+        name = name.replace("CPU (", f"{cpu_model()} CPU (", 1)  # e.g. "AMD EPYC CPU (2 cores, bf16)"
     data = os.environ.get("DLBOOK_DATA")
     run = Run(
         budget=_budget.current(),
