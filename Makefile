@@ -19,10 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+	$(VENV)/bin/jupyter-book build . --all --warningiserror --nitpick --keep-going
 
-test: $(STAMP)
-	DLBOOK_BUDGET=smoke $(PY) -m pytest -p no:cacheprovider --durations=15 --nbval-lax tests chapters
+test: book
+	DLBOOK_BOOK_BUILT=1 DLBOOK_BUDGET=smoke $(PY) -m pytest -p no:cacheprovider --durations=15 --nbval-lax tests chapters
 
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -m "not book" tests

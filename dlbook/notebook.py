@@ -147,4 +147,5 @@ def _display(mime: str, data: dict, text: str) -> None:
     if get_ipython() is None:
         print(text)
         return
-    display({mime: data, "text/plain": text}, raw=True)
+    # The JSON rides in the output's metadata: renderers show the text, tools/execute_notebooks.py reads the JSON.
+    display({"text/plain": text}, raw=True, metadata={mime: data})

@@ -57,9 +57,9 @@ def collect(nb, mime: str) -> dict:
     found = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if mime in data:
-                found.update(data[mime])
+            meta = out.get("metadata", {})
+            if mime in meta:
+                found.update(meta[mime])
     return found
 
 
