@@ -1,0 +1,283 @@
+"""Text tools: a tokenizer, a vocabulary, padding, and a length-bucketing loader.
+
+The pipeline of chapters 3.2, 3.3 and 4.2::
+
+    texts -> tokenize -> Vocab.build / vocab.encode -> TextLoader -> ((tokens, lengths), labels)
+
+Padding is done here; packing (``pack_padded_sequence``) and attention masks are
+done in the models, from the true ``lengths``.
+
+Example:
+    >>> vocab = Vocab.build([tokenize("a good film ."), tokenize("a bad film .")])
+    >>> vocab.encode(tokenize("A good, good film!"))
+    [3, 6, 1, 6, 4, 1]
+    >>> tokens, lengths = pad_batch([[4, 6], [5]])
+    >>> tokens.tolist(), lengths.tolist()
+    ([[4, 6], [5, 0]], [2, 1])
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+from dlbook.data.loaders import epoch_generator
+
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+_TOKEN = re.compile(
+    r"""
+      -[lr][rcs]b-              # Penn Treebank brackets as written in SST: -lrb- -rrb-
+    | \.\.\.|--|``|''            # multi-character punctuation: ... -- `` ''
+    | \w+(?=n't\b)              # "do" of "don't", "ca" of "can't" (Penn Treebank style, as in SST)
+    | n't\b                     # the negation itself
+    | '(?:s|re|ve|ll|d|m)\b     # other clitics: 's 're 've 'll 'd 'm
+    | (?:[^\W\d_]\.){2,}         # initialisms: u.s. e.t.
+    | \d+(?:[.,]\d+)+           # numbers such as 3.5 and 1,000
+    | \w+(?:-\w+)*              # words (any script: \w is Unicode-aware), hyphenated compounds
+    | [^\w\s]                   # any other visible character on its own: punctuation, symbols
+    """,
+    re.VERBOSE,
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case ``text`` and split it into words, clitics and punctuation.
+
+    Splits like the Penn Treebank, as the SST files are split, so raw text and SST
+    text give the same tokens: ``"don't"`` -> ``do n't``, ``"it's"`` -> ``it 's``.
+    Letters of any script count as word characters (``"café"`` is one token);
+    hyphenated compounds stay whole; curly apostrophes count as ``'``.
+
+    Example:
+        >>> tokenize("Don't miss it: a café-style gem!")
+        ['do', "n't", 'miss', 'it', ':', 'a', 'café-style', 'gem', '!']
+        >>> tokenize("")
+        []
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize expects a str, got {type(text).__name__}")
+    return _TOKEN.findall(text.lower().translate(_APOSTROPHES))
+
+
+class Vocab:
+    """A mapping between tokens and integer ids, with ``<pad>`` = 0 and ``<unk>`` = 1.
+
+    Build it from training data with :meth:`build`; save it as ``vocab.itos`` (a list
+    of strings) and restore it with ``Vocab(itos)``.
+
+    Args:
+        itos: every token in id order, starting with ``"<pad>", "<unk>"``.
+
+    Example:
+        >>> vocab = Vocab.build([["a", "b", "a"], ["a", "c"]], min_freq=2)
+        >>> vocab.itos, vocab.encode(["a", "z"]), len(vocab)
+        (['<pad>', '<unk>', 'a'], [2, 1], 3)
+    """
+
+    PAD, UNK = "<pad>", "<unk>"
+    pad_index, unk_index = 0, 1
+
+    def __init__(self, itos: Sequence[str]):
+        itos = list(itos)
+        if itos[:2] != [self.PAD, self.UNK]:
+            raise ValueError(f"a vocabulary starts with {self.PAD!r}, {self.UNK!r}; got {itos[:2]}")
+        self.itos = itos
+        self.stoi = {token: i for i, token in enumerate(itos)}
+        if len(self.stoi) != len(itos):
+            duplicates = [t for t, n in Counter(itos).items() if n > 1]
+            raise ValueError(f"duplicate tokens in the vocabulary: {duplicates[:5]}")
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None) -> "Vocab":
+        """Count tokens and keep the frequent ones, most frequent first (ties alphabetical).
+
+        Args:
+            token_lists: tokenised training texts (never the test set).
+            min_freq: keep tokens seen at least this often.
+            max_size: the most entries, the two specials included.
+
+        Example:
+            >>> Vocab.build([["b", "a", "b"]]).itos
+            ['<pad>', '<unk>', 'b', 'a']
+        """
+        if min_freq < 1:
+            raise ValueError(f"min_freq={min_freq}; it must be at least 1")
+        if max_size is not None and max_size < 2:
+            raise ValueError(f"max_size={max_size}; it must leave room for the 2 specials")
+        counts: Counter[str] = Counter()
+        for tokens in token_lists:
+            if isinstance(tokens, str):
+                raise TypeError("build expects token lists, not strings; pass [tokenize(t) for t in texts]")
+            counts.update(tokens)
+        specials = {cls.PAD, cls.UNK}
+        kept = sorted((t for t, n in counts.items() if n >= min_freq and t not in specials),
+                      key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            kept = kept[:max_size - 2]
+        return cls([cls.PAD, cls.UNK, *kept])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __getitem__(self, token: str) -> int:
+        return self.stoi.get(token, self.unk_index)
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Token ids; unknown tokens become ``unk_index``.
+
+        Example:
+            >>> Vocab(["<pad>", "<unk>", "hi"]).encode(["hi", "there"])
+            [2, 1]
+        """
+        if isinstance(tokens, str):
+            raise TypeError("encode expects a list of tokens; use vocab.encode(tokenize(text))")
+        return [self.stoi.get(t, self.unk_index) for t in tokens]
+
+    def decode(self, ids: Iterable[int] | torch.Tensor, skip_pad: bool = False) -> list[str]:
+        """Tokens for ``ids`` (optionally without ``<pad>``).
+
+        Example:
+            >>> Vocab(["<pad>", "<unk>", "hi"]).decode([2, 1, 0], skip_pad=True)
+            ['hi', '<unk>']
+        """
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        out = []
+        for i in ids:
+            if not 0 <= int(i) < len(self.itos):
+                raise IndexError(f"id {i} is outside the vocabulary (size {len(self.itos)})")
+            if not (skip_pad and i == self.pad_index):
+                out.append(self.itos[int(i)])
+        return out
+
+    def coverage(self, token_lists: Iterable[Sequence[str]]) -> float:
+        """Fraction of all tokens in ``token_lists`` that the vocabulary knows.
+
+        Example:
+            >>> Vocab(["<pad>", "<unk>", "a"]).coverage([["a", "b"], ["a", "a"]])
+            0.75
+        """
+        known = total = 0
+        for tokens in token_lists:
+            total += len(tokens)
+            known += sum(t in self.stoi and t not in (self.PAD, self.UNK) for t in tokens)
+        if total == 0:
+            raise ValueError("coverage of no tokens is undefined")
+        return known / total
+
+    def __repr__(self) -> str:
+        preview = ", ".join(self.itos[2:7])
+        return f"Vocab(size={len(self)}, most frequent: {preview}{', ...' if len(self) > 7 else ''})"
+
+
+def pad_batch(seqs: Sequence[Sequence[int] | torch.Tensor], pad_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad id sequences to a common length.
+
+    Args:
+        seqs: B sequences of token ids.
+        pad_index: the id that fills the tail.
+
+    Returns:
+        ``(tokens, lengths)``: int64 ``(B, T)`` with ``T = max(lengths)`` (at least 1),
+        and the true lengths ``(B,)``. An empty sequence gets length 0, which
+        ``pack_padded_sequence`` refuses: drop empty texts before batching.
+
+    Example:
+        >>> pad_batch([[7, 8, 9], [5]], pad_index=0)[0].tolist()
+        [[7, 8, 9], [5, 0, 0]]
+    """
+    if len(seqs) == 0:
+        raise ValueError("pad_batch needs at least one sequence")
+    tensors = [torch.as_tensor(s, dtype=torch.int64).reshape(-1) for s in seqs]
+    lengths = torch.tensor([len(t) for t in tensors], dtype=torch.int64)
+    tokens = torch.full((len(tensors), max(1, int(lengths.max()))), pad_index, dtype=torch.int64)  # (B, T)
+    for row, t in enumerate(tensors):
+        tokens[row, :len(t)] = t
+    return tokens, lengths
+
+
+class TextLoader:
+    """Batches of ``((tokens, lengths), labels)`` from encoded texts, bucketed by length.
+
+    With ``bucket=True`` the examples (shuffled first if ``shuffle``) are cut into
+    chunks of ``chunk_batches`` batches, each chunk is sorted by length and cut into
+    batches, and (if ``shuffle``) the order of all batches is shuffled: batches hold
+    texts of similar length, so far less padding is processed, while every epoch
+    still mixes the data. Each example appears exactly once per epoch.
+
+    Note that bucketing changes the order even when ``shuffle=False``: labels travel
+    with their texts, so accuracy and F1 are unaffected, and ``last_indices`` gives the
+    example order of the latest pass; use ``bucket=False`` to keep the input order.
+
+    Args:
+        encoded_seqs: token-id sequences (lists or 1-D tensors).
+        labels: one label per sequence.
+        batch_size: sequences per batch.
+        shuffle: new order every epoch (seeded by ``(seed, epoch)``, see :meth:`set_epoch`).
+        bucket: group similar lengths.
+        seed: seed of the shuffling.
+        pad_index: the padding id (``Vocab.pad_index`` is 0).
+        chunk_batches: batches per sorting chunk.
+
+    Example:
+        >>> loader = TextLoader([[5, 6, 7], [8], [9, 10]], torch.tensor([1, 0, 1]), batch_size=2)
+        >>> [(t.shape[1], y.tolist()) for (t, lengths), y in loader]
+        [(2, [0, 1]), (3, [1])]
+    """
+
+    def __init__(self, encoded_seqs: Sequence[Sequence[int] | torch.Tensor], labels: torch.Tensor | Sequence[int],
+                 batch_size: int, shuffle: bool = False, bucket: bool = True, seed: int = 0,
+                 pad_index: int = 0, chunk_batches: int = 50):
+        self.seqs = [torch.as_tensor(s, dtype=torch.int64).reshape(-1) for s in encoded_seqs]
+        self.labels = torch.as_tensor(labels)
+        if len(self.seqs) != len(self.labels):
+            raise ValueError(f"{len(self.seqs)} sequences but {len(self.labels)} labels")
+        if len(self.seqs) == 0:
+            raise ValueError("TextLoader needs at least one sequence")
+        if int(batch_size) < 1 or int(chunk_batches) < 1:
+            raise ValueError(f"batch_size={batch_size}, chunk_batches={chunk_batches}; both must be at least 1")
+        self.lengths = torch.tensor([len(s) for s in self.seqs], dtype=torch.int64)
+        self.batch_size, self.shuffle, self.bucket, self.seed = int(batch_size), shuffle, bucket, seed
+        self.pad_index, self.chunk_batches, self.epoch = pad_index, int(chunk_batches), 0
+        self.last_indices: torch.Tensor | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use epoch ``epoch``'s order."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return -(-len(self.seqs) // self.batch_size)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """The example indices of every batch of epoch ``epoch``, in order."""
+        n, size = len(self.seqs), self.batch_size
+        generator = epoch_generator(self.seed, epoch)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if not self.bucket:
+            return list(order.split(size))
+        batches: list[torch.Tensor] = []
+        chunk = size * self.chunk_batches
+        for start in range(0, n, chunk):
+            idx = order[start:start + chunk]
+            idx = idx[torch.sort(self.lengths[idx], stable=True).indices]
+            batches.extend(idx.split(size))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        batches = self.batches(epoch)
+        self.last_indices = torch.cat(batches)
+        for idx in batches:
+            tokens, lengths = pad_batch([self.seqs[i] for i in idx.tolist()], self.pad_index)
+            yield (tokens, lengths), self.labels[idx]
+
+    def __repr__(self) -> str:
+        return (f"TextLoader(n={len(self.seqs)}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+                f"bucket={self.bucket})")

