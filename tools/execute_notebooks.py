@@ -72,11 +72,34 @@ def provenance_text(meta: dict) -> str:
         f"on {meta['device_name']}, seed {meta['seed']}, on {meta['executed_at'][:10]} with Python "
         f"{versions.get('python')}, {libs}.",
     ]
+    if meta.get("mean_load") is not None and meta["mean_load"] > meta["cpu_count"] + 0.5:
+        lines.append(f"> Other work shared this machine during the run (mean load {meta['mean_load']:.1f} on "
+                     f"{meta['cpu_count']} cores), so its times are longer than on an idle machine.")
     if meta["results"]:
         shown = "; ".join(f"{k.replace('_', ' ')} {format_value(v)}" for k, v in meta["results"].items())
         lines.append(f"> Headline results: {shown}.")
     lines.append("> Re-run it yourself: the first code cell shows the budget switch (`DLBOOK_BUDGET=full|smoke`).")
     return "\n>\n".join(lines)
+
+
+class Load:
+    """Samples the 1-minute load average in a background thread, to say whether the run had the machine alone."""
+
+    def __init__(self, every: float = 15.0):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def mean(self) -> float | None:
+        self._stop.set()
+        return round(sum(self.samples) / len(self.samples), 2) if self.samples else None
 
 
 def execute(path: Path, budget: str, timeout: int) -> dict:
@@ -90,6 +113,7 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     tic = time.perf_counter()
+    load = Load()
     client.execute()
     wall = time.perf_counter() - tic
 
@@ -101,6 +125,7 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
         "threads": run["threads"], "versions": run["versions"], "wall_time_s": round(wall, 1),
         "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "results": collect(nb, RESULTS_MIME),
+        "mean_load": load.mean(), "cpu_count": os.cpu_count(),
     }
     nb.metadata["dlbook"] = meta
     note = nbformat.v4.new_markdown_cell(provenance_text(meta), metadata={"tags": [PROVENANCE_TAG]})
