@@ -47,6 +47,13 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
+def format_result(key: str, value) -> str:
+    """``("test_accuracy", 0.9116)`` → ``"test accuracy 91.16%"``; ``("train_time_s", 214.1)`` → ``"train time 3 min 34 s"``."""
+    if key.endswith("_s") and isinstance(value, (int, float)):
+        return f"{key[:-2].replace('_', ' ')} {format_duration(value)}"
+    return f"{key.replace('_', ' ')} {format_value(value)}"
+
+
 def format_value(value) -> str:
     if isinstance(value, float):
         return f"{value:.2%}" if 0 <= value <= 1 else f"{value:.4g}"
@@ -76,7 +83,7 @@ def provenance_text(meta: dict) -> str:
         lines.append(f"> Other work shared this machine during the run (mean load {meta['mean_load']:.1f} on "
                      f"{meta['cpu_count']} cores), so its times are longer than on an idle machine.")
     if meta["results"]:
-        shown = "; ".join(f"{k.replace('_', ' ')} {format_value(v)}" for k, v in meta["results"].items())
+        shown = "; ".join(format_result(k, v) for k, v in meta["results"].items())
         lines.append(f"> Headline results: {shown}.")
     lines.append("> Re-run it yourself: the first code cell shows the budget switch (`DLBOOK_BUDGET=full|smoke`).")
     return "\n>\n".join(lines)
@@ -104,7 +111,6 @@ class Load:
 
 def execute(path: Path, budget: str, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
-    nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -131,9 +137,29 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
         "mean_load": load.mean(), "cpu_count": os.cpu_count(),
     }
     nb.metadata["dlbook"] = meta
-    note = nbformat.v4.new_markdown_cell(provenance_text(meta), metadata={"tags": [PROVENANCE_TAG]})
+    insert_note(nb)
+    write_checked(nb, path)
+    return meta
+
+
+def insert_note(nb) -> None:
+    """(Re)write the provenance note, the notebook's second cell, from ``metadata.dlbook``."""
+    nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.get("metadata", {}).get("tags", [])]
+    note = nbformat.v4.new_markdown_cell(provenance_text(nb.metadata["dlbook"]), metadata={"tags": [PROVENANCE_TAG]})
     nb.cells.insert(1, note)
 
+
+def refresh_note(path: Path) -> None:
+    """Rewrite only the note of an executed notebook (after a change to its wording), without running it."""
+    nb = nbformat.read(path, as_version=4)
+    if "dlbook" not in nb.metadata:
+        raise SystemExit(f"{path}: never executed with provenance; run it first")
+    insert_note(nb)
+    write_checked(nb, path)
+
+
+def write_checked(nb, path: Path) -> None:
+    """Write atomically, refusing outputs that contain a path of this machine."""
     text = nbformat.writes(nb)
     hit = MACHINE_PATH.search(text)
     if hit:
@@ -144,7 +170,6 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-    return meta
 
 
 def main(argv=None) -> int:
@@ -152,8 +177,12 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--budget", default="full", choices=["full", "smoke"])
     parser.add_argument("--timeout", type=int, default=3 * 3600, help="seconds per cell")
+    parser.add_argument("--refresh-note", action="store_true", help="only rewrite the provenance note")
     args = parser.parse_args(argv)
     for path in args.notebooks:
+        if args.refresh_note:
+            refresh_note(path)
+            continue
         print(f"executing {path} ({args.budget} budget) ...", flush=True)
         meta = execute(path, args.budget, args.timeout)
         print(f"  done in {format_duration(meta['wall_time_s'])}; results: {meta['results']}", flush=True)
