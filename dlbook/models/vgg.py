@@ -1,0 +1,221 @@
+"""VGG (Simonyan and Zisserman, 2015, "Very deep convolutional networks for large-scale image recognition").
+
+The idea of VGG is that depth built from one repeated block is enough: stacks
+of 3x3 convolutions (padding 1, so the size is kept) separated by 2x2
+max-pooling (which halves it), then a few fully connected layers. Two 3x3
+convolutions see a 5x5 window with fewer weights than one 5x5 convolution, and
+one more non-linearity.
+
+The architecture is data: a configuration list per depth, where a number is a
+3x3 convolution with that many output channels and ``"M"`` is a max-pool,
+expanded into layers by :func:`make_layers` -- the same lists and the same
+layer order as torchvision's ``models/vgg.py``, so ``VGG.features`` has the
+same modules and ``state_dict`` keys as ``torchvision.models.vgg11_bn().features``.
+
+Choices that differ from the 2015 ImageNet network, each an option:
+
+* **Batch normalisation** after every convolution (Ioffe and Szegedy, 2015;
+  torchvision's ``vgg*_bn``): VGG without it needs careful initialisation and a
+  small learning rate; with it, SGD at learning rate 0.1 trains from scratch.
+* **A CIFAR-sized head.** Five poolings turn a 32x32 image into a 1x1x512
+  map, so the ImageNet head (7x7x512 → 4096 → 4096 → classes, 120M weights)
+  is replaced by global average pooling and ``hidden`` fully connected layers
+  of 512 units with dropout (Srivastava et al., 2014) -- one hidden layer by
+  default; ``hidden=()`` is a single linear classifier.
+* The output is **logits**; ``nn.CrossEntropyLoss`` applies log-softmax.
+* Every ReLU is its own ``nn.ReLU()`` module and none is in-place, so Captum's
+  layer and neuron attributions can hook any of them.
+
+Example:
+    >>> model = vgg11(num_classes=10)
+    >>> model(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# A number is a 3x3 convolution with that many output channels; "M" is a 2x2 max-pool.
+# The letters are the paper's Table 1 columns (and torchvision's keys).
+CFGS: dict[int, list[int | str]] = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # A
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # B
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],  # D
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],  # E
+}
+
+
+@dataclass
+class VGGConfig:
+    """How to build a :class:`VGG`.
+
+    The defaults are VGG-11 with batch normalisation for 32x32 RGB images in 10 classes.
+    """
+
+    depth: int = 11  # 11, 13, 16 or 19 weight layers in the paper's count (convolutions + 3 FC)
+    in_channels: int = 3  # RGB
+    num_classes: int = 10  # CIFAR-10
+    batch_norm: bool = True  # BN after every conv: trains at lr 0.1 from scratch, no careful init needed
+    hidden: tuple[int, ...] = (512,)  # FC layers of the head; the 1x1x512 features need no 4096-wide layers
+    dropout: float = 0.5  # after each hidden FC layer (the paper's 0.5); 0 turns it off
+    width: float = 1.0  # multiplies every conv's channels: 1.0 is VGG; smaller only for fast tests
+    init: str = "kaiming"  # "kaiming" (He et al. 2015, torchvision's VGG init) or "default" (PyTorch's)
+
+    @classmethod
+    def tiny(cls, **overrides) -> "VGGConfig":
+        """A VGG-11 with 1/8 of the channels and a 32-unit head: same structure, for tests."""
+        return cls(**{"width": 0.125, "hidden": (32,), **overrides})
+
+    def layer_cfg(self) -> list[int | str]:
+        """The configuration list for this depth, with channels scaled by ``width``."""
+        if self.depth not in CFGS:
+            raise ValueError(f"depth={self.depth}; VGG has depth 11, 13, 16 or 19 (the paper's A, B, D, E)")
+        return [v if v == "M" else max(1, round(v * self.width)) for v in CFGS[self.depth]]
+
+
+def make_layers(cfg: list[int | str], in_channels: int = 3, batch_norm: bool = True) -> nn.Sequential:
+    """Expand a configuration list into the convolutional feature extractor.
+
+    Each number ``v`` becomes ``Conv2d(in, v, 3, padding=1)`` (+ ``BatchNorm2d(v)``) + ``ReLU()``;
+    each ``"M"`` becomes ``MaxPool2d(2, 2)``. The order and module indices are torchvision's.
+
+    Args:
+        cfg: e.g. ``CFGS[11]``.
+        in_channels: channels of the input image.
+        batch_norm: insert batch normalisation after each convolution.
+
+    Example:
+        >>> [type(m).__name__ for m in make_layers([8, "M", 16, "M"], in_channels=3)]
+        ['Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d', 'Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d']
+    """
+    if in_channels < 1:
+        raise ValueError(f"in_channels={in_channels}; an image has at least one channel")
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        elif isinstance(v, int) and v > 0:
+            layers.append(nn.Conv2d(channels, v, kernel_size=3, padding=1))  # size kept: (B, v, H, W)
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(v))
+            layers.append(nn.ReLU())  # one module per use, not in-place: Captum can hook it
+            channels = v
+        else:
+            raise ValueError(f"bad entry {v!r} in a VGG configuration: use a positive int (conv channels) or 'M'")
+    return nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    """VGG: ``features`` (3x3 convs and max-pools) → global average pool → ``classifier`` (FC head).
+
+    Args:
+        config: a :class:`VGGConfig` (default: VGG-11-BN for CIFAR-10).
+
+    Example:
+        >>> model = VGG(VGGConfig(depth=16))
+        >>> model(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+    """
+
+    def __init__(self, config: VGGConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or VGGConfig()
+        if cfg.init not in ("kaiming", "default"):
+            raise ValueError(f"init={cfg.init!r}; use 'kaiming' or 'default'")
+        if not 0.0 <= cfg.dropout < 1.0:
+            raise ValueError(f"dropout={cfg.dropout}; a probability in [0, 1)")
+        layer_cfg = cfg.layer_cfg()
+        self.features = make_layers(layer_cfg, cfg.in_channels, cfg.batch_norm)
+        self.num_pools = layer_cfg.count("M")
+        channels = [v for v in layer_cfg if v != "M"][-1]
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # (B, C, h, w) -> (B, C, 1, 1); a no-op for 32x32 inputs
+        head: list[nn.Module] = [nn.Flatten()]  # (B, C, 1, 1) -> (B, C)
+        for width in cfg.hidden:
+            head += [nn.Linear(channels, width), nn.ReLU()]
+            head += [nn.Dropout(cfg.dropout)] if cfg.dropout > 0 else []
+            channels = width
+        if not cfg.hidden and cfg.dropout > 0:
+            head.append(nn.Dropout(cfg.dropout))
+        head.append(nn.Linear(channels, cfg.num_classes))  # logits: no softmax
+        self.classifier = nn.Sequential(*head)
+        if cfg.init == "kaiming":
+            self._init_weights()
+
+    def _init_weights(self) -> None:
+        # torchvision's VGG initialisation.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def min_size(self) -> int:
+        """The smallest input side that survives all the poolings (32 for every VGG)."""
+        return 2**self.num_pools
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        """The last convolution: the usual layer for Grad-CAM."""
+        return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` for images ``(B, in_channels, H, W)``, H and W at least 32."""
+        c = self.config.in_channels
+        if x.dim() != 4 or x.shape[1] != c:
+            raise ValueError(f"VGG expects a batch of images (B, {c}, H, W), got shape {tuple(x.shape)}"
+                             + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else ""))
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(f"VGG pools {self.num_pools} times, so images need H, W >= {self.min_size}; "
+                             f"got {tuple(x.shape[-2:])}")
+        if not x.is_floating_point():
+            raise TypeError(f"VGG expects float images (normalised), got {x.dtype}; convert uint8 images "
+                            "with x.float() / 255 and normalise them first")
+        x = self.features(x)  # (B, C, H/32, W/32)
+        x = self.avgpool(x)  # (B, C, 1, 1)
+        return self.classifier(x)  # (B, num_classes)
+
+
+def _build(depth: int, **overrides) -> VGG:
+    return VGG(VGGConfig(depth=depth, **overrides))
+
+
+def vgg11(**overrides) -> VGG:
+    """VGG-11 (configuration A), batch-normalised by default; keyword arguments override :class:`VGGConfig`.
+
+    Example:
+        >>> vgg11(dropout=0.0, hidden=()).classifier
+        Sequential(
+          (0): Flatten(start_dim=1, end_dim=-1)
+          (1): Linear(in_features=512, out_features=10, bias=True)
+        )
+    """
+    return _build(11, **overrides)
+
+
+def vgg13(**overrides) -> VGG:
+    """VGG-13 (configuration B); see :func:`vgg11`."""
+    return _build(13, **overrides)
+
+
+def vgg16(**overrides) -> VGG:
+    """VGG-16 (configuration D); see :func:`vgg11`."""
+    return _build(16, **overrides)
+
+
+def vgg19(**overrides) -> VGG:
+    """VGG-19 (configuration E); see :func:`vgg11`."""
+    return _build(19, **overrides)
+
+
+__all__ = ["CFGS", "VGG", "VGGConfig", "make_layers", "vgg11", "vgg13", "vgg16", "vgg19"]
