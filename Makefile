@@ -27,7 +27,7 @@ test: book
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -m "not book" tests
 
-notebook: $(STAMP)
+notebook: $(STAMP)  # needs DLBOOK_DATA where there is no internet (e.g. DLBOOK_DATA=../shared/data)
 	flock /tmp/dlbook-cpu.lock $(PY) tools/execute_notebooks.py $(NB)
 
 clean:

@@ -109,10 +109,11 @@ def setup(seed: int = 0, device: str | torch.device | None = None, show: bool = 
     return run
 
 
-def record(**results) -> dict:
+def record(**results) -> None:
     """Show headline results and tag them for the notebook's provenance.
 
-    Values must be JSON-serialisable numbers or strings. Returns ``results``.
+    Values must be JSON-serialisable numbers or strings (tensors of one element are
+    converted). Returns nothing, so a ``record(...)`` on a cell's last line shows once.
 
     Example:
         >>> record(test_accuracy=0.912, epochs=12)  # doctest: +SKIP
@@ -130,7 +131,6 @@ def record(**results) -> dict:
         clean[key] = value
     text = "\n".join(f"{k}: {_fmt(v)}" for k, v in clean.items())
     _display(RESULTS_MIME, clean, text)
-    return clean
 
 
 def _fmt(value) -> str:

@@ -167,6 +167,7 @@ def write_checked(nb, path: Path) -> None:
         raise SystemExit(f"{path}: outputs contain a path of this machine ({hit.group(0)}...):\n{context}\n"
                          "Silence or rewrite the warning or print that shows it, then run again.")
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a notebook is an ordinary readable file
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
