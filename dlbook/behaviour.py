@@ -57,6 +57,9 @@ class TextPredictor:
         batch_size: texts per forward pass.
         amp_dtype: autocast to this dtype for predictions (e.g. ``torch.bfloat16``, as the
             Trainer does on a CPU that supports it); None: float32.
+        baseline_index: the token of the Integrated Gradients baseline in :meth:`explain`
+            (default: ``pad_index``).
+        keep_tokens: token ids kept as they are in that baseline (e.g. ``[CLS]``, ``[SEP]``).
 
     Example:
         >>> from dlbook.data.text import Vocab, tokenize
@@ -69,15 +72,21 @@ class TextPredictor:
 
     def __init__(self, model: nn.Module, encode: Callable[[str], tuple[list[int], list[str]]],
                  class_names: Sequence[str] = ("negative", "positive"), pad_index: int = 0, batch_size: int = 256,
-                 amp_dtype: torch.dtype | None = None):
+                 amp_dtype: torch.dtype | None = None, baseline_index: int | None = None,
+                 keep_tokens: Sequence[int] = ()):
         self.model, self.encode = model, encode
         self.class_names, self.pad_index, self.batch_size = tuple(class_names), pad_index, int(batch_size)
         self.amp_dtype = amp_dtype
+        self.baseline_index = pad_index if baseline_index is None else baseline_index
+        self.keep_tokens = tuple(keep_tokens)
 
     @classmethod
     def for_vocab(cls, model: nn.Module, vocab, tokenize: Callable[[str], list[str]] | None = None,
                   **kwargs) -> "TextPredictor":
-        """For models over a word :class:`~dlbook.data.text.Vocab`; unknown words are shown as ``word*``."""
+        """For models over a word :class:`~dlbook.data.text.Vocab`; unknown words are shown as ``word*``.
+
+        Pass ``baseline_index=vocab.unk_index`` for an all-``<unk>`` attribution baseline.
+        """
         if tokenize is None:
             from dlbook.data.text import tokenize
 
@@ -89,13 +98,18 @@ class TextPredictor:
 
     @classmethod
     def for_wordpiece(cls, model: nn.Module, tokenizer, max_length: int = 64, **kwargs) -> "TextPredictor":
-        """For :class:`~dlbook.models.pretrained.EncoderClassifier` and its WordPiece tokenizer."""
+        """For :class:`~dlbook.models.pretrained.EncoderClassifier` and its WordPiece tokenizer.
+
+        The attribution baseline keeps ``[CLS]`` and ``[SEP]`` and replaces the other pieces
+        by ``[PAD]`` (pass ``baseline_index=tokenizer.unk_token_id`` for ``[UNK]``).
+        """
         from dlbook.models.pretrained import encode_texts
 
         def encode(text: str) -> tuple[list[int], list[str]]:
             [ids] = encode_texts(tokenizer, [text], max_length=max_length)
             return ids, list(tokenizer.convert_ids_to_tokens(ids))
 
+        kwargs.setdefault("keep_tokens", (tokenizer.cls_token_id, tokenizer.sep_token_id))
         return cls(model, encode, pad_index=int(tokenizer.pad_token_id or 0), **kwargs)
 
     def batch(self, texts: Sequence[str]) -> tuple[Tensor, Tensor, list[list[str]]]:
@@ -104,6 +118,9 @@ class TextPredictor:
 
         if isinstance(texts, str):
             raise TypeError("pass a list of texts; wrap a single text as [text]")
+        blank = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if blank:
+            raise ValueError(f"text {blank[0]} ({texts[blank[0]]!r}) is empty: there is nothing to classify")
         encoded = [self.encode(t) for t in texts]
         empty = [i for i, (ids, _) in enumerate(encoded) if len(ids) == 0]
         if empty:
@@ -138,12 +155,18 @@ class TextPredictor:
         return self(texts).argmax(dim=1)
 
     def explain(self, texts: Sequence[str], labels: Sequence[int] | None = None, target=None, **kwargs):
-        """Predict and explain: one :class:`dlbook.interpret.WordAttribution` per text."""
+        """Predict and explain: one :class:`dlbook.interpret.WordAttribution` per text.
+
+        ``kwargs`` go to :func:`dlbook.interpret.word_attributions` (``score``, ``n_steps``,
+        ``baseline_index`` to override this predictor's baseline, ...).
+        """
         from dlbook.interpret import explain_text
 
+        kwargs.setdefault("baseline_index", self.baseline_index)
+        kwargs.setdefault("keep_tokens", self.keep_tokens)
         tokens, lengths, shown = self.batch(list(texts))
         return explain_text(self.model, tokens, lengths, shown, target=target, labels=labels,
-                            class_names=self.class_names, pad_index=self.pad_index, **kwargs)
+                            class_names=self.class_names, **kwargs)
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -148,17 +148,22 @@ def _check_text_inputs(tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]
 
 
 def word_attributions(model: nn.Module, tokens: Tensor, lengths: Tensor, target=None, *,
-                      layer: nn.Module | None = None, pad_index: int | None = None, score: str = "logit",
-                      n_steps: int = 50, internal_batch_size: int | None = None,
+                      layer: nn.Module | None = None, baseline_index: int | None = None,
+                      keep_tokens: Sequence[int] = (), score: str = "logit", n_steps: int = 50,
+                      internal_batch_size: int | None = None,
                       return_delta: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """One attribution score per token, by Layer Integrated Gradients on the embedding layer.
 
-    The path runs from a *baseline* sentence, the same length but every token
-    ``<pad>`` (whose embedding is zero in an ``nn.Embedding(padding_idx=...)``), to the
-    real sentence, in embedding space. Attributions of the embedding dimensions are
+    The path runs from a *baseline* sentence to the real one, in embedding space. The
+    baseline has the same length, with every token replaced by ``baseline_index``: by
+    default ``<pad>``, whose embedding is zero in an ``nn.Embedding(padding_idx=...)``;
+    ``<unk>`` is the other common choice ("a sentence of words we do not know"), and
+    often gives a smoother path for recurrent models, since a zero sequence is an
+    input they never saw in training. Attributions of the embedding dimensions are
     summed per token. By completeness, the scores of a sentence add up to
     ``f(x) - f(baseline)`` for the target class, up to the integration error that
-    ``return_delta=True`` reports.
+    ``return_delta=True`` reports: check it, and raise ``n_steps`` or change the
+    baseline when it is not small against ``f(x) - f(baseline)``.
 
     Args:
         model: called as ``model(tokens, lengths)`` → logits ``(B, K)``.
@@ -167,7 +172,9 @@ def word_attributions(model: nn.Module, tokens: Tensor, lengths: Tensor, target=
         target: the class to explain: an int, one per sentence ``(B,)``, or None for the
             predicted class.
         layer: the embedding module (default ``model.embedding``).
-        pad_index: the baseline token (default ``model.config.pad_index``, else 0).
+        baseline_index: the baseline token (default ``model.config.pad_index``, else 0).
+        keep_tokens: token ids left unchanged in the baseline, e.g. a Transformer's
+            ``[CLS]`` and ``[SEP]``; they then get no attribution.
         score: what to explain: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see :func:`class_scores`).
         n_steps: integration steps (Gauss-Legendre); 50 is usually within 1% of the total.
         internal_batch_size: split the ``B * n_steps`` forward passes into chunks this big.
@@ -198,15 +205,18 @@ def word_attributions(model: nn.Module, tokens: Tensor, lengths: Tensor, target=
                                  "as layer=... (e.g. layer=model.encoder.embeddings.word_embeddings)")
     elif not _is_submodule(model, layer):
         raise ValueError("layer is not a submodule of model: attributions would all be zero")
-    if pad_index is None:
-        pad_index = int(getattr(getattr(model, "config", None), "pad_index", 0))
+    if baseline_index is None:
+        baseline_index = int(getattr(getattr(model, "config", None), "pad_index", 0))
     if n_steps < 2:
         raise ValueError(f"n_steps={n_steps}; integrate with at least 2 steps (50 is typical)")
     device = _device_of(model)
     tokens = tokens.to(device)
     positions = torch.arange(tokens.shape[1], device=device)
     inside = positions.unsqueeze(0) < lengths.to(device).unsqueeze(1)  # (B, T) True on real tokens
-    baseline = torch.where(inside, torch.full_like(tokens, pad_index), tokens)
+    replaced = inside
+    if len(keep_tokens):
+        replaced = inside & ~torch.isin(tokens, torch.as_tensor(list(keep_tokens), device=device))
+    baseline = torch.where(replaced, torch.full_like(tokens, baseline_index), tokens)
     with _eval_mode(model):
         forward = _scored_forward(model, score)
         with torch.no_grad():

@@ -133,18 +133,38 @@ def test_predictor_unknown_words_non_ascii_and_empty_text(predictor, vocab):
     assert tokens[0, 1].item() == vocab.unk_index and tokens[0, 2].item() == vocab.unk_index
     assert shown[0] == ["a", "crème*", "brûlée*", "film"] and shown[1] == ["good", "."]
     assert predictor(["東京 ünïcödé"]).shape == (1, 2)  # all unknown: still a prediction
-    with pytest.raises(ValueError, match="no tokens"):
+    with pytest.raises(ValueError, match="empty"):
         predictor(["a good film", "   "])
+    silent = TextPredictor(predictor.model, encode=lambda text: ([], []))  # an encoder that drops everything
+    with pytest.raises(ValueError, match="no tokens"):
+        silent(["a good film"])
     with pytest.raises(TypeError, match="list of texts"):
         predictor.batch("a good film")
     with pytest.raises(ValueError, match="no texts"):
         predictor([])
 
 
-def test_predictor_restores_training_mode_and_explains(predictor):
+def test_wordpiece_predictor_rejects_empty_text_and_reads_raw_text():
+    from dlbook.models.pretrained import EncoderClassifier, EncoderClassifierConfig, load_tokenizer
+
+    model = EncoderClassifier(EncoderClassifierConfig.tiny())
+    predictor = TextPredictor.for_wordpiece(model, load_tokenizer("tiny-random"), max_length=16)
+    assert predictor(["A fine film!", "crème brûlée"]).shape == (2, 2)
+    tokens, lengths, shown = predictor.batch(["a b c"])
+    assert shown[0][0] == "[CLS]" and shown[0][-1] == "[SEP]" and lengths.tolist() == [5]
+    with pytest.raises(ValueError, match="empty"):
+        predictor([""])
+    [item] = predictor.explain(["a b c"], target=1, n_steps=16)
+    assert item.scores[0] == 0 and item.scores[-1] == 0  # [CLS] and [SEP] stay in the baseline
+
+
+def test_predictor_restores_training_mode_and_explains(predictor, vocab):
     predictor.model.train()
     predictor(["a good film"])
     assert predictor.model.training
+    unk = TextPredictor.for_vocab(predictor.model, vocab, baseline_index=vocab.unk_index)
+    [pad_item], [unk_item] = predictor.explain(["a good film"], target=1), unk.explain(["a good film"], target=1)
+    assert not torch.allclose(pad_item.scores, unk_item.scores)  # the baseline matters
     [item] = predictor.explain(["a good film ."], labels=[1], target=1, n_steps=16)
     assert item.words == ["a", "good", "film", "."] and item.label == 1 and item.scores.shape == (4,)
     assert predictor.model.training

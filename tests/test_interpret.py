@@ -58,6 +58,20 @@ def test_word_attributions_shape_padding_and_completeness(cell, score):
     assert delta.abs().max() < 1e-3
 
 
+def test_word_attributions_with_another_baseline_and_kept_tokens():
+    model = _rnn()
+    tokens, lengths = _batch()
+    attr, delta = word_attributions(model, tokens, lengths, target=1, baseline_index=1, return_delta=True)
+    model.eval()
+    inside = torch.arange(5).unsqueeze(0) < lengths.unsqueeze(1)
+    unk = torch.where(inside, torch.ones_like(tokens), tokens)
+    with torch.no_grad():
+        gap = model(tokens, lengths)[:, 1] - model(unk, lengths)[:, 1]
+    assert torch.allclose(attr.sum(1), gap, atol=1e-3) and delta.abs().max() < 1e-3
+    kept = word_attributions(model, tokens, lengths, target=1, keep_tokens=[5, 9])
+    assert kept[0, 0] == 0 and kept[0, 4] == 0 and kept[0, 1] != 0  # tokens 5 and 9 stay in the baseline
+
+
 def test_word_attributions_default_target_is_the_prediction_and_per_sentence_targets_work():
     model = _rnn()
     tokens, lengths = _batch()
