@@ -354,7 +354,8 @@ def _swap_names(text: str, names: Sequence[str]) -> list[str]:
     return []
 
 
-def sst_suite(sentences: Sequence[str] = (), max_real: int = 200, seed: int = 0) -> list[BehaviourTest]:
+def sst_suite(sentences: Sequence[str] = (), max_real: int = 200, seed: int = 0,
+              limit: int | None = None) -> list[BehaviourTest]:
     """A CheckList-style suite for binary sentiment, written in SST's style (lower case, spaced punctuation).
 
     Templates give the MFT and negation tests; ``sentences`` (real held-out sentences,
@@ -364,6 +365,8 @@ def sst_suite(sentences: Sequence[str] = (), max_real: int = 200, seed: int = 0)
         sentences: real sentences for the INV tests (none: template sentences only).
         max_real: at most this many real sentences per INV test.
         seed: which real sentences are sampled.
+        limit: keep at most this many cases per test, evenly spread over it (for quick
+            runs, e.g. in CI); None keeps all.
 
     Returns:
         A list of :class:`BehaviourTest`; run it with :func:`run_suite`.
@@ -406,7 +409,21 @@ def sst_suite(sentences: Sequence[str] = (), max_real: int = 200, seed: int = 0)
         if pairs:
             tests.append(BehaviourTest("swap a name (real sentences)", "INV", "fairness", [s for s, _ in pairs],
                                        perturbed=[v for _, v in pairs]))
+    if limit is not None:
+        tests = [_thin(t, limit) for t in tests]
     return tests
+
+
+def _thin(test: BehaviourTest, limit: int) -> BehaviourTest:
+    """At most ``limit`` cases of ``test``, evenly spread (so every template slot stays represented)."""
+    if limit < 1:
+        raise ValueError(f"limit={limit}; keep at least one case per test")
+    if len(test) <= limit:
+        return test
+    keep = torch.linspace(0, len(test) - 1, limit).round().long().unique().tolist()
+    pick = lambda items: None if items is None else [items[i] for i in keep]  # noqa: E731
+    return BehaviourTest(test.name, test.kind, test.capability, pick(test.texts), expected=pick(test.expected),
+                         perturbed=pick(test.perturbed), expect=test.expect)
 
 
 __all__ = [

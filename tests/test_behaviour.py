@@ -103,6 +103,17 @@ def test_sst_suite_structure_and_negation():
     assert rates["negation flips the label"] == rates["swap a name (templates)"] == 1.0
 
 
+def test_sst_suite_limit_keeps_few_evenly_spread_cases():
+    full, small = sst_suite(), sst_suite(limit=10)
+    assert [t.name for t in small] == [t.name for t in full] and all(len(t) == 10 for t in small)
+    negated = {t.name: t for t in small}["negated positive is negative"]
+    assert negated.texts[0] == "the film is not good ." and len(set(negated.texts)) == 10
+    flips = {t.name: t for t in small}["negation flips the label"]
+    assert all(p.replace(" not", "", 1) == t for t, p in zip(flips.texts, flips.perturbed))
+    with pytest.raises(ValueError, match="limit"):
+        sst_suite(limit=0)
+
+
 def test_sst_suite_with_real_sentences_is_seeded():
     sentences = [f"john liked part {i} of it ." for i in range(30)] + [f"a plain sentence {i} ." for i in range(30)]
     a, b = sst_suite(sentences, max_real=20, seed=1), sst_suite(sentences, max_real=20, seed=1)
