@@ -169,9 +169,9 @@ def test_tuple_inputs_are_unpacked():
             return self.linear(a + b)
 
     x, y = blobs(64)
-    trainer = Trainer(TwoInputs(), torch.optim.SGD(TwoInputs().parameters(), lr=0.1), nn.CrossEntropyLoss(),
+    model = TwoInputs()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
                       device="cpu", progress=False)
-    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.1)
     batches = [((x[:32], x[:32]), y[:32]), ((x[32:], x[32:]), y[32:])]
     trainer.fit(batches, epochs=1)
     out, tgt = trainer.predict(batches)
