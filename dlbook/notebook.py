@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from dlbook.train.device import default_device, describe_device, seed_everything
 
 RUN_MIME = "application/vnd.dlbook.run+json"
 RESULTS_MIME = "application/vnd.dlbook.results+json"
+# An absolute path of the machine a notebook ran on; none may appear in a committed notebook.
+MACHINE_PATH = re.compile(r"(/work/|/root/|/tmp/|/home/[a-z]+/|/Users/)")
 
 
 @dataclass

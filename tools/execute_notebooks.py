@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import sys
 import tempfile
 import time
@@ -29,10 +28,9 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlbook.notebook import RESULTS_MIME, RUN_MIME  # noqa: E402
+from dlbook.notebook import MACHINE_PATH, RESULTS_MIME, RUN_MIME  # noqa: E402
 
 PROVENANCE_TAG = "dlbook-provenance"
-MACHINE_PATH = re.compile(r"(/work/|/root/|/tmp/|/home/[a-z]+/|/Users/)")
 
 
 def format_duration(seconds: float) -> str:

@@ -110,8 +110,15 @@ class Checkpoint(Callback):
 class LRSchedule(Callback):
     """Step a ``torch.optim.lr_scheduler`` every batch (one-cycle, warm-up) or every epoch (step, cosine).
 
+    The scheduler steps *after* each batch (or epoch), the last one included, so a
+    schedule defined over ``n`` steps is stepped ``n`` times. For ``OneCycleLR`` give
+    ``total_steps = n + 1``: with exactly ``n`` it ends one step past its own end, and
+    the learning rate it reports after training (as logged in the ``History``) comes out
+    wrong, negative with linear annealing. Every batch still trains at the intended rate.
+
     Example:
-        >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=epochs * len(loader))  # doctest: +SKIP
+        >>> steps = epochs * len(loader)  # doctest: +SKIP
+        >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps + 1)  # doctest: +SKIP
         >>> LRSchedule(sched, interval="batch")  # doctest: +SKIP
     """
 
