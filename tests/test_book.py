@@ -14,7 +14,7 @@ what a reader without internet sees, and checks:
 - no request left the machine (the page loads nothing from a CDN);
 - on pages with saved widget state, the embed manager loaded and drew the widgets.
 
-Full-page screenshots of the intro and of chapter 3.1 go to ``tests/artifacts/``.
+Full-page screenshots of the intro, chapter 3.1 and project 4.1 go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ HTML = ROOT / "_build" / "html"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("DLBOOK_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DLBOOK_CHROMEDRIVER", "/usr/bin/chromedriver")
-SCREENSHOTS = {"book/intro": "intro.png", "chapters/ch3_1_cnn": "ch3_1_cnn.png"}
+SCREENSHOTS = {"book/intro": "intro.png", "chapters/ch3_1_cnn": "ch3_1_cnn.png",
+               "chapters/ch4_1_cifar10_vgg": "ch4_1_cifar10_vgg.png"}
 PAGE_TIMEOUT_S = 20
 
 
