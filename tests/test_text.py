@@ -21,6 +21,9 @@ from dlbook.data.text import TextLoader, Vocab, pad_batch, tokenize
     ("北京 is big 😀", ["北京", "is", "big", "😀"]),
     ("", []),
     ("   \n\t ", []),
+    ("\u200b", []),                                       # a zero-width space alone: nothing
+    ("good\u200bfilm", ["good", "film"]),                  # ... between words: a word break
+    ("\ufeffgreat\u00adness \u200ewow\u200d", ["greatness", "wow"]),  # BOM, soft hyphen, marks: dropped
 ])
 def test_tokenize(text, tokens):
     assert tokenize(text) == tokens

@@ -27,6 +27,11 @@ import torch
 from dlbook.data.loaders import epoch_generator
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+# Invisible format characters are never tokens: a zero-width space separates words like a
+# space; soft hyphens, zero-width (non-)joiners, direction marks, the word joiner and the
+# byte-order mark join or mean nothing, and are dropped.
+_ZERO_WIDTH_SPACE = re.compile("\u200b")
+_INVISIBLE = re.compile("[\u00ad\u200c-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _TOKEN = re.compile(
     r"""
       -[lr][rcs]b-              # Penn Treebank brackets as written in SST: -lrb- -rrb-
@@ -49,7 +54,9 @@ def tokenize(text: str) -> list[str]:
     Splits like the Penn Treebank, as the SST files are split, so raw text and SST
     text give the same tokens: ``"don't"`` -> ``do n't``, ``"it's"`` -> ``it 's``.
     Letters of any script count as word characters (``"café"`` is one token);
-    hyphenated compounds stay whole; curly apostrophes count as ``'``.
+    hyphenated compounds stay whole; curly apostrophes count as ``'``. Invisible
+    characters are never tokens: a zero-width space splits words, and soft hyphens,
+    zero-width joiners, direction marks and byte-order marks are dropped.
 
     Example:
         >>> tokenize("Don't miss it: a café-style gem!")
@@ -59,6 +66,7 @@ def tokenize(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"tokenize expects a str, got {type(text).__name__}")
+    text = _INVISIBLE.sub("", _ZERO_WIDTH_SPACE.sub(" ", text))
     return _TOKEN.findall(text.lower().translate(_APOSTROPHES))
 
 
