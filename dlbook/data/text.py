@@ -26,12 +26,13 @@ import torch
 
 from dlbook.data.loaders import epoch_generator
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
-# Invisible format characters are never tokens: a zero-width space separates words like a
-# space; soft hyphens, zero-width (non-)joiners, direction marks, the word joiner and the
-# byte-order mark join or mean nothing, and are dropped.
-_ZERO_WIDTH_SPACE = re.compile("\u200b")
-_INVISIBLE = re.compile("[\u00ad\u200c-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# One translation before splitting: curly apostrophes become ', and invisible format
+# characters are never tokens: a zero-width space separates words like a space; soft hyphens,
+# zero-width (non-)joiners, direction marks, the word joiner and the byte-order mark join or
+# mean nothing, and are dropped.
+_INVISIBLE = [0x00AD, *range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), 0xFEFF]
+_NORMALISE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u200b": " ",
+                            **{chr(c): None for c in _INVISIBLE}})
 _TOKEN = re.compile(
     r"""
       -[lr][rcs]b-              # Penn Treebank brackets as written in SST: -lrb- -rrb-
@@ -66,8 +67,7 @@ def tokenize(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"tokenize expects a str, got {type(text).__name__}")
-    text = _INVISIBLE.sub("", _ZERO_WIDTH_SPACE.sub(" ", text))
-    return _TOKEN.findall(text.lower().translate(_APOSTROPHES))
+    return _TOKEN.findall(text.lower().translate(_NORMALISE))
 
 
 class Vocab:
