@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from _loop import adam_losses
 from dlbook.models.rnn import (
     GRU,
     LSTM,
@@ -204,14 +205,7 @@ def test_classifier_short_training_lowers_loss():
         tokens[i, :k] = torch.randint(2, vocab, (int(k),))
     labels = (tokens == 5).any(dim=1).long()  # "does the sentence contain word 5?"
     model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=vocab, hidden_size=16, embedding_dim=16))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    losses = []
-    for _ in range(40):
-        loss = nn.functional.cross_entropy(model(tokens, lengths), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: nn.functional.cross_entropy(model(tokens, lengths), labels), steps=40, lr=0.02)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -253,14 +247,7 @@ def test_regressor_shapes_and_training(cell):
     x, y = windows[:, :12, None], windows[:, 12:]  # (N, 12, 1), (N, 1)
     model = SequenceRegressor(SequenceRegressorConfig.tiny(cell=cell, hidden_size=16))
     assert model(x).shape == (x.shape[0], 1)
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    losses = []
-    for _ in range(60):
-        loss = nn.functional.mse_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: nn.functional.mse_loss(model(x), y), steps=60, lr=0.02)
     assert losses[-1] < 0.2 * losses[0]
 
 

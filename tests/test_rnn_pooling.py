@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from _loop import adam_losses
 from dlbook.interpret import word_attributions
 from dlbook.models.rnn import RNNClassifier, RNNClassifierConfig
 from dlbook.models.rnn_pooling import PooledRNNClassifier, PooledRNNClassifierConfig
@@ -79,12 +80,6 @@ def test_short_training_lowers_the_loss():
     model = PooledRNNClassifier(PooledRNNClassifierConfig.tiny(vocab_size=20))
     tokens, lengths = _batch()
     labels = torch.tensor([1, 0, 1])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.cross_entropy(model(tokens, lengths), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: torch.nn.functional.cross_entropy(model(tokens, lengths), labels),
+                         steps=30, lr=1e-2)
     assert losses[-1] < 0.5 * losses[0]

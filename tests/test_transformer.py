@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _loop import adam_losses
 import dlbook.models.transformer as tr
 from dlbook.models.transformer import (
     EncoderBlock,
@@ -261,14 +262,7 @@ def test_classifier_training_lowers_the_loss():
     model = TransformerClassifier(TransformerClassifierConfig.tiny(vocab_size=30, dropout=0.0))
     tokens, lengths = _batch(vocab=30, lengths=(8,) * 16)
     labels = (tokens == 5).any(1).long()  # "does the sentence contain word 5?"
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        loss = F.cross_entropy(model(tokens, lengths), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: F.cross_entropy(model(tokens, lengths), labels), steps=60, lr=3e-3)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -56,11 +56,6 @@ class PooledRNNClassifierConfig(RNNClassifierConfig):
             raise ValueError(f"pooling={self.pooling!r}; choose one of {POOLINGS}")
         if not 0.0 <= self.embedding_dropout < 1.0:
             raise ValueError(f"embedding_dropout={self.embedding_dropout} must be in [0, 1)")
-
-    @classmethod
-    def tiny(cls, vocab_size: int = 50, **overrides) -> "PooledRNNClassifierConfig":
-        """A few thousand parameters, for tests."""
-        return replace(cls(vocab_size=vocab_size, embedding_dim=8, hidden_size=6, dropout=0.0), **overrides)
 
 
 class PooledRNNClassifier(RNNClassifier):
