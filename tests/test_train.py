@@ -154,9 +154,11 @@ def test_nan_loss_is_a_clear_error():
 def test_bf16_autocast_path_trains_on_cpu():
     x, y = blobs()
     trainer = make(precision="bf16")
-    assert trainer.amp_dtype == torch.bfloat16
+    dtypes = set()
+    trainer.model[0].register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
     history = trainer.fit(Batches(x, y), epochs=3)
     assert history["train_loss"][-1] < history["train_loss"][0]
+    assert trainer.precision == "bf16" and dtypes == {torch.bfloat16}
 
 
 def test_tuple_inputs_are_unpacked():

@@ -66,6 +66,25 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def to_device(obj, device: torch.device | str, channels_last: bool = False):
+    """Move a tensor, or a tuple/list/dict of them, to ``device`` (4-D float tensors optionally channels-last).
+
+    Example:
+        >>> to_device((torch.zeros(2), {"y": torch.ones(1)}), "cpu")
+        (tensor([0., 0.]), {'y': tensor([1.])})
+    """
+    if isinstance(obj, torch.Tensor):
+        obj = obj.to(device, non_blocking=True)
+        if channels_last and obj.dim() == 4 and obj.is_floating_point():
+            obj = obj.contiguous(memory_format=torch.channels_last)
+        return obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device, channels_last) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device, channels_last) for k, v in obj.items()}
+    return obj
+
+
 def describe_device(device: torch.device | str | None = None) -> str:
     """A short human description, e.g. ``"CPU (2 cores, bf16)"`` or ``"NVIDIA H100 (cuda)"``."""
     device = torch.device(device) if device is not None else default_device()

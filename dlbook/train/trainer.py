@@ -22,24 +22,11 @@ import torch
 from torch import nn
 
 from dlbook.train.callbacks import Callback, atomic_save
-from dlbook.train.device import autocast, autocast_dtype, default_device
+from dlbook.train.device import autocast, autocast_dtype, default_device, to_device
+from dlbook.train.inference import predict
 from dlbook.train.history import History
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
-
-
-def to_device(obj, device: torch.device, channels_last: bool = False):
-    """Move a tensor, or a tuple/list/dict of them, to ``device`` (4-D tensors optionally channels-last)."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.to(device, non_blocking=True)
-        if channels_last and obj.dim() == 4 and obj.is_floating_point():
-            obj = obj.contiguous(memory_format=torch.channels_last)
-        return obj
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(to_device(o, device, channels_last) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device, channels_last) for k, v in obj.items()}
-    return obj
 
 
 class Trainer:
@@ -66,8 +53,9 @@ class Trainer:
         self.channels_last = channels_last
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
         self.optimizer, self.loss_fn = optimizer, loss_fn
-        self.amp_dtype = autocast_dtype(self.device, precision)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.precision = precision
+        self._amp_dtype = autocast_dtype(self.device, precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self._amp_dtype == torch.float16)
         self.metrics = dict(metrics or {})
         self.callbacks = list(callbacks)
         self.grad_clip, self.progress = grad_clip, progress
@@ -115,7 +103,7 @@ class Trainer:
         for inputs, targets in loader:
             inputs = to_device(inputs, self.device, self.channels_last)
             targets = to_device(targets, self.device)
-            with autocast(self.device, self.amp_dtype):
+            with autocast(self.device, self._amp_dtype):
                 outputs = self._forward(inputs)
                 loss = self.loss_fn(outputs, targets)
             if not torch.isfinite(loss):
@@ -148,17 +136,10 @@ class Trainer:
     def _forward(self, inputs):
         return self.model(*inputs) if isinstance(inputs, (tuple, list)) else self.model(inputs)
 
-    @torch.no_grad()
-    def predict(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the model over ``loader``; return ``(outputs, targets)`` as float32/int CPU tensors."""
-        self.model.eval()
-        outputs, targets = [], []
-        for inputs, target in loader:
-            with autocast(self.device, self.amp_dtype):
-                out = self._forward(to_device(inputs, self.device, self.channels_last))
-            outputs.append(out.float().cpu())
-            targets.append(target.cpu() if isinstance(target, torch.Tensor) else torch.as_tensor(target))
-        return torch.cat(outputs), torch.cat(targets)
+    def predict(self, loader, tta=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`dlbook.train.predict` with this trainer's device, precision and memory format."""
+        return predict(self.model, loader, device=self.device, precision=self.precision,
+                       channels_last=self.channels_last, tta=tta)
 
     def evaluate(self, loader) -> dict:
         """Loss and metrics over ``loader`` (computed on all outputs at once, so exact)."""
