@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from dlbook.data.text import TextLoader, Vocab, pad_batch, tokenize
+from dlbook.data.text import (PAD_INDEX, TextLoader, Vocab, check_token_batch, masked_mean, pad_batch,
+                              padding_mask, tokenize)
 
 
 # -- tokenize -----------------------------------------------------------------------------------------
@@ -99,6 +100,67 @@ def test_pad_batch_shapes_values_and_lengths():
     assert tokens.tolist() == [[0], [3]] and lengths.tolist() == [0, 1]
     with pytest.raises(ValueError, match="at least one"):
         pad_batch([])
+
+
+def test_pad_index_is_the_one_padding_id():
+    assert PAD_INDEX == 0 and Vocab.pad_index == PAD_INDEX and Vocab.build([["a"]]).itos[PAD_INDEX] == "<pad>"
+    assert pad_batch([[5, 6], [7]])[0].tolist() == [[5, 6], [7, PAD_INDEX]]
+    assert TextLoader([[1]], [0], 1).pad_index == PAD_INDEX
+
+
+# -- check_token_batch, padding_mask, masked_mean -----------------------------------------------------
+
+
+def test_check_token_batch_returns_int64_tokens_and_cpu_int64_lengths():
+    tokens, lengths = check_token_batch(torch.tensor([[4, 6], [5, 0]], dtype=torch.int32), torch.tensor([2, 1]))
+    assert tokens.dtype == torch.int64 and tokens.tolist() == [[4, 6], [5, 0]]
+    assert lengths.dtype == torch.int64 and lengths.device.type == "cpu" and lengths.tolist() == [2, 1]
+    tokens, lengths = check_token_batch([[4, 6]], [2])  # lists are accepted
+    assert tokens.tolist() == [[4, 6]] and lengths.tolist() == [2]
+    tokens, lengths = check_token_batch(*pad_batch([[1, 2, 3], [4]]))
+    assert lengths.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("tokens,lengths,message", [
+    (torch.tensor([4, 6]), [2], r"shape \(B, T\)"),                         # rank 1
+    (torch.zeros(1, 2, 3, dtype=torch.int64), [2], r"shape \(B, T\)"),      # rank 3
+    (torch.tensor([[0.5, 1.0]]), [2], "integer token ids"),                 # float ids
+    (torch.tensor([[4, 6]]), torch.tensor([2.0]), "lengths must be integers"),
+    (torch.tensor([[4, 6]]), torch.tensor([True]), "lengths must be integers"),
+    (torch.tensor([[4, 6], [5, 0]]), [2], r"shape \(2,\)"),                 # one length for two rows
+    (torch.tensor([[4, 6]]), [[2]], r"shape \(1,\)"),                       # (B, 1) lengths
+    (torch.zeros(0, 3, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), "empty"),
+    (torch.tensor([[4, 6], [5, 0]]), [2, 0], r"\[1, 2\].*drop empty"),      # an empty sentence
+    (torch.tensor([[4, 6], [5, 0]]), [3, 1], r"\[1, 2\]"),                  # longer than T
+])
+def test_check_token_batch_errors_say_what_is_wrong(tokens, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        check_token_batch(tokens, lengths)
+
+
+def test_padding_mask_marks_real_tokens():
+    assert padding_mask(torch.tensor([3, 1])).tolist() == [[True, True, True], [True, False, False]]
+    mask = padding_mask(torch.tensor([2, 1]), max_len=4)
+    assert mask.dtype == torch.bool and mask.tolist() == [[True, True, False, False], [True, False, False, False]]
+    tokens, lengths = pad_batch([[5, 6, 7], [8]])
+    assert padding_mask(lengths).equal(tokens != PAD_INDEX)
+    for lengths, max_len, message in [(torch.tensor([[1]]), None, "1-D integer"),
+                                      (torch.tensor([1.0]), None, "1-D integer"),
+                                      (torch.tensor([0, 2]), None, "at least 1"),
+                                      (torch.tensor([3]), 2, "exceeds max_len=2")]:
+        with pytest.raises(ValueError, match=message):
+            padding_mask(lengths, max_len)
+
+
+def test_masked_mean_averages_real_tokens_only():
+    x = torch.tensor([[[1.0, 10.0], [3.0, 30.0], [100.0, 100.0]], [[5.0, 6.0], [7.0, 8.0], [9.0, 9.0]]])
+    mask = padding_mask(torch.tensor([2, 1]), max_len=3)
+    assert masked_mean(x, mask).tolist() == [[2.0, 20.0], [5.0, 6.0]]
+    assert masked_mean(x, mask.long()).equal(masked_mean(x, mask))  # a 0/1 attention mask works too
+    assert masked_mean(x, torch.zeros(2, 3, dtype=torch.bool)).equal(torch.zeros(2, 2))  # no NaN
+    assert masked_mean(x.bfloat16(), mask).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"x \(B, T, D\) and mask \(B, T\)"):
+        masked_mean(x, mask[:, :2])
 
 
 # -- TextLoader ---------------------------------------------------------------------------------------

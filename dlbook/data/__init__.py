@@ -14,7 +14,8 @@ Modules:
     loaders     ``TensorLoader``: in-memory batching
     transforms  batch transforms on ``(B, C, H, W)`` tensors and normalisation constants
     splits      ``stratified_split``
-    text        ``tokenize``, ``Vocab``, ``pad_batch``, ``TextLoader``
+    text        ``tokenize``, ``Vocab``, ``pad_batch``, ``TextLoader``; reading a padded batch:
+                ``PAD_INDEX``, ``check_token_batch``, ``padding_mask``, ``masked_mean``
 
 Example:
     >>> from dlbook.data import load_cifar10, TensorLoader, stratified_split   # doctest: +SKIP
@@ -30,7 +31,8 @@ from dlbook.data.sources import (ChecksumError, CorruptDataError, DataError, Dow
                                  cache_dir, data_dirs)
 from dlbook.data.splits import stratified_split
 from dlbook.data.sst import SST2_CLASSES, SST5_CLASSES, load_sst
-from dlbook.data.text import TextLoader, Vocab, pad_batch, tokenize
+from dlbook.data.text import (PAD_INDEX, TextLoader, Vocab, check_token_batch, masked_mean, pad_batch, padding_mask,
+                              tokenize)
 from dlbook.data.transforms import (CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, Compose,
                                     Normalize, RandomCrop, RandomHorizontalFlip, to_float)
 from dlbook.data.vision import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist
@@ -40,6 +42,7 @@ __all__ = [
     "decode_cifar10_archive", "CIFAR10Images",
     "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "CIFAR10_CLASSES", "SST2_CLASSES", "SST5_CLASSES",
     "TensorLoader", "TextLoader", "Vocab", "tokenize", "pad_batch", "stratified_split",
+    "PAD_INDEX", "check_token_batch", "padding_mask", "masked_mean",
     "to_float", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Compose",
     "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
     "DataError", "MissingDataError", "DownloadError", "CorruptDataError", "ChecksumError",

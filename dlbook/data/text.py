@@ -4,8 +4,9 @@ The pipeline of chapters 3.2, 3.3 and 4.2::
 
     texts -> tokenize -> Vocab.build / vocab.encode -> TextLoader -> ((tokens, lengths), labels)
 
-Padding is done here; packing (``pack_padded_sequence``) and attention masks are
-done in the models, from the true ``lengths``.
+Padding is done here, and so is everything the models need to read a padded batch
+(:data:`PAD_INDEX`, :func:`check_token_batch`, :func:`padding_mask`, :func:`masked_mean`);
+packing (``pack_padded_sequence``) and attention are done in the models, from the true ``lengths``.
 
 Example:
     >>> vocab = Vocab.build([tokenize("a good film ."), tokenize("a bad film .")])
@@ -25,6 +26,9 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from dlbook.data.loaders import epoch_generator
+
+PAD_INDEX = 0
+"""The id of ``<pad>``: the one place the padding index is defined (``Vocab``, ``pad_batch``, the models)."""
 
 # One translation before splitting: curly apostrophes become ', and invisible format
 # characters are never tokens: a zero-width space separates words like a space; soft hyphens,
@@ -86,7 +90,7 @@ class Vocab:
     """
 
     PAD, UNK = "<pad>", "<unk>"
-    pad_index, unk_index = 0, 1
+    pad_index, unk_index = PAD_INDEX, PAD_INDEX + 1
 
     def __init__(self, itos: Sequence[str]):
         itos = list(itos)
@@ -183,7 +187,8 @@ class Vocab:
         return f"Vocab(size={len(self)}, most frequent: {preview}{', ...' if len(self) > 7 else ''})"
 
 
-def pad_batch(seqs: Sequence[Sequence[int] | torch.Tensor], pad_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(seqs: Sequence[Sequence[int] | torch.Tensor],
+              pad_index: int = PAD_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad id sequences to a common length.
 
     Args:
@@ -209,6 +214,84 @@ def pad_batch(seqs: Sequence[Sequence[int] | torch.Tensor], pad_index: int = 0) 
     return tokens, lengths
 
 
+def check_token_batch(tokens: torch.Tensor | Sequence[Sequence[int]], lengths: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a padded batch ``(tokens (B, T), lengths (B,))``; the one check every text model uses.
+
+    Args:
+        tokens: padded token ids, an int64 or int32 tensor ``(B, T)`` (e.g. from :func:`pad_batch`).
+        lengths: the true length of each row, integers in ``[1, T]``.
+
+    Returns:
+        ``(tokens, lengths)``: the ids as int64 on their device, the lengths as a CPU int64
+        ``(B,)`` tensor (what ``pack_padded_sequence`` wants).
+
+    Raises:
+        ValueError: wrong rank, dtype or shape, an empty batch, or a length outside ``[1, T]``.
+
+    Example:
+        >>> tokens, lengths = check_token_batch(torch.tensor([[4, 6], [5, 0]]), [2, 1])
+        >>> lengths
+        tensor([2, 1])
+    """
+    tokens = torch.as_tensor(tokens)
+    if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens must be integer token ids of shape (B, T), got shape {tuple(tokens.shape)} "
+                         f"{tokens.dtype}; build batches with pad_batch([vocab.encode(tokenize(text)), ...])")
+    lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be integers, got {lengths.dtype}")
+    if lengths.shape != (tokens.shape[0],):
+        raise ValueError(f"lengths must have shape ({tokens.shape[0]},) to match tokens {tuple(tokens.shape)}, "
+                         f"got {tuple(lengths.shape)}")
+    if tokens.shape[0] == 0:
+        raise ValueError("the batch is empty (B=0): pass at least one sentence")
+    lengths = lengths.to("cpu", torch.int64)
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 1 or high > tokens.shape[1]:
+        raise ValueError(f"lengths must lie in [1, {tokens.shape[1]}] (the padded length T), got min {low}, "
+                         f"max {high}; drop empty sentences before batching")
+    return tokens.long(), lengths
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """A ``(B, T)`` boolean mask, True at real tokens and False at padding.
+
+    Args:
+        lengths: ``(B,)`` integer lengths, each at least 1; the mask is on their device.
+        max_len: T; defaults to ``lengths.max()``.
+
+    Example:
+        >>> padding_mask(torch.tensor([3, 1]), max_len=4)
+        tensor([[ True,  True,  True, False],
+                [ True, False, False, False]])
+    """
+    if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be a 1-D integer tensor, got shape {tuple(lengths.shape)} {lengths.dtype}")
+    if lengths.numel() and int(lengths.min()) < 1:
+        raise ValueError("every length must be at least 1 (an empty sequence has nothing to attend to)")
+    T = int(lengths.max()) if max_len is None else max_len
+    if lengths.numel() and int(lengths.max()) > T:
+        raise ValueError(f"a length ({int(lengths.max())}) exceeds max_len={T}")
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the vectors of ``x`` where ``mask`` is true: ``(B, T, D), (B, T) -> (B, D)``.
+
+    Mean pooling over the real tokens of a padded batch (``mask`` from :func:`padding_mask`,
+    or a 0/1 attention mask). A row with no true entry gives zeros rather than NaN.
+
+    Example:
+        >>> masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[True, True, False]]))
+        tensor([[2.]])
+    """
+    if x.dim() != 3 or mask.shape != x.shape[:2]:
+        raise ValueError(f"masked_mean expects x (B, T, D) and mask (B, T), got {tuple(x.shape)} and "
+                         f"{tuple(mask.shape)}")
+    weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)  # (B, D)
+
+
 class TextLoader:
     """Batches of ``((tokens, lengths), labels)`` from encoded texts, bucketed by length.
 
@@ -229,7 +312,7 @@ class TextLoader:
         shuffle: new order every epoch (seeded by ``(seed, epoch)``, see :meth:`set_epoch`).
         bucket: group similar lengths.
         seed: seed of the shuffling.
-        pad_index: the padding id (``Vocab.pad_index`` is 0).
+        pad_index: the padding id (:data:`PAD_INDEX`, ``Vocab``'s ``<pad>``).
         chunk_batches: batches per sorting chunk.
 
     Example:
@@ -240,7 +323,7 @@ class TextLoader:
 
     def __init__(self, encoded_seqs: Sequence[Sequence[int] | torch.Tensor], labels: torch.Tensor | Sequence[int],
                  batch_size: int, shuffle: bool = False, bucket: bool = True, seed: int = 0,
-                 pad_index: int = 0, chunk_batches: int = 50):
+                 pad_index: int = PAD_INDEX, chunk_batches: int = 50):
         self.seqs = [torch.as_tensor(s, dtype=torch.int64).reshape(-1) for s in encoded_seqs]
         self.labels = torch.as_tensor(labels)
         if len(self.seqs) != len(self.labels):
