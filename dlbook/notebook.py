@@ -6,16 +6,24 @@ number call :func:`record`, which shows it and tags it so that
 ``tools/execute_notebooks.py`` can copy it into the notebook's metadata and
 into the "how this page was made" note at the top of the rendered page.
 
+It also says which code made a page: :func:`code_version` gives the git commit,
+whether the working tree was dirty, and :func:`dlbook_sha256`, a hash of the
+package's source, which ``tools/execute_notebooks.py`` stores next to the results;
+:func:`format_result` turns a recorded key and value into the words the page shows.
+
 Example:
     >>> run = setup(seed=0)                     # doctest: +SKIP
-    >>> record(test_accuracy=0.912)             # doctest: +SKIP
+    >>> record(test_accuracy=0.912, train_time_s=41.5,
+    ...        labels={"train_time_s": "training time"})  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +34,8 @@ from dlbook.train.device import default_device, describe_device, seed_everything
 
 RUN_MIME = "application/vnd.dlbook.run+json"
 RESULTS_MIME = "application/vnd.dlbook.results+json"
+LABELS_MIME = "application/vnd.dlbook.labels+json"
+PACKAGE_DIR = Path(__file__).resolve().parent
 # An absolute path of the machine a notebook ran on; none may appear in a committed notebook.
 MACHINE_PATH = re.compile(r"(/work/|/root/|/tmp/|/home/[a-z]+/|/Users/)")
 
@@ -112,17 +122,28 @@ def setup(seed: int = 0, device: str | torch.device | None = None, show: bool = 
     return run
 
 
-def record(**results) -> None:
+def record(labels: dict[str, str] | None = None, **results) -> None:
     """Show headline results and tag them for the notebook's provenance.
 
     Values must be JSON-serialisable numbers or strings (tensors of one element are
-    converted). Returns nothing, so a ``record(...)`` on a cell's last line shows once.
+    converted). ``labels`` maps a key to the words the page shows for it ("training
+    time" for ``train_time_s``); a key without one is shown as its words, with a unit
+    suffix (``_s``, ``_min``, ``_ms``, ``_mib``) read as a unit. Returns nothing, so a
+    ``record(...)`` on a cell's last line shows once.
 
     Example:
-        >>> record(test_accuracy=0.912, epochs=12)  # doctest: +SKIP
+        >>> record(test_accuracy=0.912, max_T=2048,
+        ...        labels={"max_T": "longest sequence T"})  # doctest: +SKIP
     """
     import json
 
+    labels = dict(labels or {})
+    unknown = sorted(set(labels) - set(results))
+    if unknown:
+        raise ValueError(f"record(labels=...) names {unknown}, which are not recorded; label only keys you pass")
+    for key, label in labels.items():
+        if not isinstance(label, str) or not label.strip():
+            raise TypeError(f"record(labels={{{key!r}: ...}}) needs a non-empty string, got {label!r}")
     clean = {}
     for key, value in results.items():
         if hasattr(value, "item"):
@@ -132,15 +153,129 @@ def record(**results) -> None:
         except TypeError as exc:
             raise TypeError(f"record({key}=...) needs a number or string, got {type(value).__name__}") from exc
         clean[key] = value
-    text = "\n".join(f"{k}: {_fmt(v)}" for k, v in clean.items())
-    _display(RESULTS_MIME, clean, text)
+    text = "\n".join(format_result(k, v, labels[k]) if k in labels else f"{k}: {_fmt(v)}" for k, v in clean.items())
+    _display(RESULTS_MIME, clean, text, extra={LABELS_MIME: labels} if labels else None)
 
 
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _display(mime: str, data: dict, text: str) -> None:
+def format_duration(seconds: float) -> str:
+    """``190.2`` -> ``"3 min 10 s"``; ``41.1 * 60`` -> ``"41 min 6 s"``; ``4000`` -> ``"1 h 6 min"``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def format_value(value) -> str:
+    """A fraction in [0, 1] as a percentage, other floats to 4 significant digits, ints with thousands commas."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.2%}" if 0 <= value <= 1 else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# Unit suffixes of result keys: how the value is shown, and the suffix dropped from the words.
+_UNITS = {
+    "_s": lambda v: format_duration(v),
+    "_min": lambda v: f"{v:,.1f} min",
+    "_ms": lambda v: f"{v:,.4g} ms",
+    "_mib": lambda v: f"{v:,.4g} MiB",
+}
+
+
+def format_result(key: str, value, label: str | None = None) -> str:
+    """The words a page shows for one recorded result: ``"label: value"``.
+
+    Without a label the key's words are used, and a unit suffix becomes the unit.
+
+    Example:
+        >>> format_result("train_time_min", 41.1)
+        'train time: 41.1 min'
+        >>> format_result("max_T", 2048, "longest sequence T")
+        'longest sequence T: 2,048'
+        >>> format_result("test_accuracy", 0.9116)
+        'test accuracy: 91.16%'
+    """
+    for suffix, show in _UNITS.items():
+        if key.lower().endswith(suffix) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            words = label or key[: -len(suffix)].replace("_", " ")
+            return f"{words}: {show(value)}"
+    return f"{label or key.replace('_', ' ')}: {format_value(value)}"
+
+
+def dlbook_sha256(package_dir: str | Path = PACKAGE_DIR) -> str:
+    """SHA-256 of the package's source: every ``**/*.py`` under ``package_dir``, in sorted order.
+
+    Each file contributes its path relative to ``package_dir`` (POSIX form), a NUL, its
+    size in bytes, a NUL, then its bytes, so renaming or moving a file changes the hash
+    as much as editing it does. Compiled files, data and ``__pycache__`` are ignored.
+
+    Example:
+        >>> len(dlbook_sha256())
+        64
+    """
+    root = Path(package_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder; pass the dlbook package folder (the one with __init__.py)")
+    digest = hashlib.sha256()
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*.py")
+                   if "__pycache__" not in p.parts and p.is_file())
+    for rel, path in files:
+        data = path.read_bytes()
+        digest.update(f"{rel}\0{len(data)}\0".encode("utf-8"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def code_version(repo: str | Path = PACKAGE_DIR.parent, package: str = "dlbook") -> dict:
+    """Which code a run used: git commit, whether the tree was dirty, and the package's source hash.
+
+    Returns ``{"commit": str | None, "dirty": bool | None, "dirty_paths": [...],
+    "dlbook_sha256": str}``: ``commit`` is HEAD's full hash (None outside a git checkout,
+    and then ``dirty`` is None too); ``dirty`` is True when ``git status`` lists any
+    change, untracked files included; ``dirty_paths`` are the changed paths under
+    ``package/``, relative to the repository root.
+
+    Example:
+        >>> code_version()["commit"]  # doctest: +SKIP
+        'ffe1eaf35a8fd8cbbeb3f3d44ee9648c626a0679'
+    """
+    repo = Path(repo)
+    head = _git(repo, "rev-parse", "--verify", "HEAD")
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all") if head else None
+    dirty_paths: list[str] = []
+    if status is not None:
+        for line in status.splitlines():
+            path = line[3:].split(" -> ")[-1].strip('"')
+            if path.startswith(f"{package}/"):
+                dirty_paths.append(path)
+    return {
+        "commit": head.strip() if head else None,
+        "dirty": bool(status.strip()) if status is not None else None,
+        "dirty_paths": sorted(dirty_paths),
+        "dlbook_sha256": dlbook_sha256(repo / package if (repo / package).is_dir() else PACKAGE_DIR),
+    }
+
+
+def _display(mime: str, data: dict, text: str, extra: dict | None = None) -> None:
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -151,4 +286,4 @@ def _display(mime: str, data: dict, text: str) -> None:
         print(text)
         return
     # The JSON rides in the output's metadata: renderers show the text, tools/execute_notebooks.py reads the JSON.
-    display({"text/plain": text}, raw=True, metadata={mime: data})
+    display({"text/plain": text}, raw=True, metadata={mime: data, **(extra or {})})

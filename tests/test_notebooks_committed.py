@@ -37,6 +37,20 @@ def test_executed_in_the_full_budget_with_provenance(notebook):
     assert "full" in "".join(note["source"])
 
 
+def test_provenance_names_the_code_version(notebook):
+    """Outputs are tied to code: the git commit, whether the tree was dirty, and a hash of the dlbook source."""
+    path, nb = notebook
+    meta = nb["metadata"].get("dlbook") or {}
+    rerun = f"re-run it with `make notebook NB=chapters/{path.name}`"
+    assert meta.get("commit"), f"{path.name}: provenance lacks the git commit; {rerun}"
+    assert "dirty" in meta, f"{path.name}: provenance does not say whether the tree was dirty; {rerun}"
+    sha = meta.get("dlbook_sha256") or ""
+    assert len(sha) == 64, f"{path.name}: provenance lacks the dlbook source hash (dlbook_sha256); {rerun}"
+    note = "".join(nb["cells"][1]["source"])
+    assert meta["commit"][:12] in note and sha[:16] in note, f"{path.name}: the provenance note does not show the code version"
+    assert "Mean load during the run" in note, f"{path.name}: the provenance note does not show the machine's load"
+
+
 def test_first_code_cell_is_the_setup_cell(notebook):
     path, nb = notebook
     assert "setup(" in "".join(code_cells(nb)[0]["source"]), f"{path.name}: first code cell must call setup()"

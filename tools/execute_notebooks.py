@@ -6,8 +6,11 @@
 
 For each notebook it: clears all outputs, runs every cell in a fresh kernel
 with ``DLBOOK_BUDGET`` set, stores into ``metadata.dlbook`` the budget, device,
-library versions, wall time, date and the headline results each cell passed to
-``dlbook.notebook.record``; writes a "How this page was made" note as the
+library versions, wall time, date, the machine's mean load, the code version
+(git ``commit``, whether the tree was ``dirty`` and which ``dirty_paths`` under
+``dlbook/``, and ``dlbook_sha256``, a hash of the package source, all taken before
+the first cell runs) and the headline results each cell passed to
+``dlbook.notebook.record``, with their labels; writes a "How this page was made" note as the
 second cell; refuses to save a notebook whose outputs contain an absolute path
 of this machine; and writes the file atomically.
 """
@@ -28,34 +31,17 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlbook.notebook import MACHINE_PATH, RESULTS_MIME, RUN_MIME  # noqa: E402
+from dlbook.notebook import (  # noqa: E402
+    LABELS_MIME,
+    MACHINE_PATH,
+    RESULTS_MIME,
+    RUN_MIME,
+    code_version,
+    format_duration,
+    format_result,
+)
 
 PROVENANCE_TAG = "dlbook-provenance"
-
-
-def format_duration(seconds: float) -> str:
-    """``190.2`` → ``"3 min 10 s"``."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def format_result(key: str, value) -> str:
-    """``("test_accuracy", 0.9116)`` → ``"test accuracy 91.16%"``; ``("train_time_s", 214.1)`` → ``"train time 3 min 34 s"``."""
-    if key.endswith("_s") and isinstance(value, (int, float)):
-        return f"{key[:-2].replace('_', ' ')} {format_duration(value)}"
-    return f"{key.replace('_', ' ')} {format_value(value)}"
-
-
-def format_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.2%}" if 0 <= value <= 1 else f"{value:.4g}"
-    return str(value)
 
 
 def collect(nb, mime: str) -> dict:
@@ -68,6 +54,32 @@ def collect(nb, mime: str) -> dict:
     return found
 
 
+def code_text(meta: dict) -> str:
+    """The note's sentence on which code made the page: commit, dirty tree, package hash."""
+    sha = meta.get("dlbook_sha256")
+    package = f"the `dlbook` source has SHA-256 `{sha[:16]}`" if sha else "the `dlbook` source hash was not recorded"
+    commit = meta.get("commit")
+    if not commit:
+        return f"> Code: not run from a git checkout; {package}."
+    if meta.get("dirty"):
+        changed = meta.get("dirty_paths") or []
+        where = (f"with uncommitted changes to {', '.join(f'`{p}`' for p in changed)}" if changed
+                 else "with uncommitted changes outside `dlbook/`")
+        return f"> Code: commit `{commit[:12]}` {where}; {package}."
+    return f"> Code: commit `{commit[:12]}`, clean tree; {package}."
+
+
+def load_text(meta: dict) -> str:
+    """The note's sentence on the machine's load: always shown, with a warning when the CPU was shared."""
+    load, cores = meta.get("mean_load"), meta.get("cpu_count")
+    if load is None:
+        return "> The machine's load was not sampled during this run."
+    text = f"> Mean load during the run: {load:.2f} on {cores} cores"
+    if cores is not None and load > cores + 0.5:
+        return text + "; other work shared this machine, so its times are longer than on an idle machine."
+    return text + "."
+
+
 def provenance_text(meta: dict) -> str:
     versions = meta["versions"]
     libs = ", ".join(f"{k} {versions[k]}" for k in ("torch", "torchvision", "captum") if k in versions)
@@ -76,12 +88,12 @@ def provenance_text(meta: dict) -> str:
         f"in a fresh kernel, in the **{meta['budget']}** budget: it took **{format_duration(meta['wall_time_s'])}** "
         f"on {meta['device_name']}, seed {meta['seed']}, on {meta['executed_at'][:10]} with Python "
         f"{versions.get('python')}, {libs}.",
+        load_text(meta),
+        code_text(meta),
     ]
-    if meta.get("mean_load") is not None and meta["mean_load"] > meta["cpu_count"] + 0.5:
-        lines.append(f"> Other work shared this machine during the run (mean load {meta['mean_load']:.1f} on "
-                     f"{meta['cpu_count']} cores), so its times are longer than on an idle machine.")
     if meta["results"]:
-        shown = "; ".join(format_result(k, v) for k, v in meta["results"].items())
+        labels = meta.get("labels", {})
+        shown = "; ".join(format_result(k, v, labels.get(k)) for k, v in meta["results"].items())
         lines.append(f"> Headline results: {shown}.")
     lines.append("> Re-run it yourself: the first code cell shows the budget switch (`DLBOOK_BUDGET=full|smoke`).")
     return "\n>\n".join(lines)
@@ -104,6 +116,7 @@ class Load:
 
     def mean(self) -> float | None:
         self._stop.set()
+        self.samples.append(os.getloadavg()[0])  # a last sample, so even a short run has one
         return round(sum(self.samples) / len(self.samples), 2) if self.samples else None
 
 
@@ -117,6 +130,7 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
     # OpenMP threads that sleep instead of spinning while they wait: on a shared 2-core machine, spinning
     # threads of several processes slowed LeNet-5's training step 15-fold (510 vs 33 ms a batch, measured).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    version = code_version(ROOT)  # before any cell runs: the code this run imports
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     tic = time.perf_counter()
@@ -131,8 +145,9 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
         "budget": run["budget"], "seed": run["seed"], "device": run["device"], "device_name": run["device_name"],
         "threads": run["threads"], "versions": run["versions"], "wall_time_s": round(wall, 1),
         "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "results": collect(nb, RESULTS_MIME),
+        "results": collect(nb, RESULTS_MIME), "labels": collect(nb, LABELS_MIME),
         "mean_load": load.mean(), "cpu_count": os.cpu_count(),
+        **version,
     }
     nb.metadata["dlbook"] = meta
     insert_note(nb)
