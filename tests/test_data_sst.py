@@ -70,3 +70,16 @@ def test_malformed_line_names_file_and_line(env, monkeypatch):
 def test_bad_split_is_a_value_error(env):
     with pytest.raises(ValueError, match="'train', 'dev' or 'test'"):
         load_sst("validation")
+
+
+@pytest.mark.parametrize("raw,line", [
+    (b"1 fine\n\xb2 superscript two\n", 2),               # latin-1 bytes: not UTF-8
+    (b"1 fine\n0 ok\n1 caf\xc3\n", 3),                   # UTF-8 cut inside a character
+    ("1 fine\n² a superscript label\n".encode(), 2),     # str.isdigit() accepts '²'; int() does not
+    ("1 fine\n١ an Arabic-Indic digit\n".encode(), 2),   # a digit, but not one SST writes
+])
+def test_undecodable_bytes_and_odd_digits_are_corrupt_data_naming_file_and_line(env, monkeypatch, raw, line):
+    monkeypatch.setitem(sst.FILES, "stsa.binary.dev", sources.FileSpec("sst/stsa.binary.dev", sha256="0" * 64))
+    monkeypatch.setattr(sst, "fetch_bytes", lambda s: raw)
+    with pytest.raises(CorruptDataError, match=f"sst/stsa.binary.dev line {line}"):
+        load_sst("dev")

@@ -78,6 +78,19 @@ def test_parse_idx_reads_the_header_and_rejects_bad_files():
         parse_idx(header + bytes(11), "short")
 
 
+@pytest.mark.parametrize("dims", [
+    [2**32 - 1] * 3,            # 2^96 bytes: np.prod overflows int64
+    [2**16, 2**16, 2**16, 2**16],  # exactly 2^64: np.prod wraps to 0, which "matches" an empty payload
+    [2**31] * 8,
+])
+def test_parse_idx_huge_dimensions_are_corrupt_data_not_an_overflow(dims):
+    header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    with pytest.raises(CorruptDataError, match="huge.idx: header says shape"):
+        parse_idx(header, "huge.idx")
+    with pytest.raises(CorruptDataError, match="huge.idx: header says shape"):
+        parse_idx(header + bytes(16), "huge.idx")
+
+
 # -- CIFAR-10 ---------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,33 @@ def test_tokenize(text, tokens):
     assert tokenize(text) == tokens
 
 
+@pytest.mark.parametrize("text,tokens", [
+    ("cafe\u0301 cre\u0300me", ["café", "crème"]),              # NFD input: composed first, one word each
+    ("İstanbul", ["i\u0307stanbul"]),                          # lower() of İ keeps its dot as a mark
+    ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),                           # Devanagari vowel signs and virama
+    ("مَرْحَبًا بِكُمْ", ["مَرْحَبًا", "بِكُمْ"]),                     # Arabic with harakat
+    ("שָׁלוֹם עוֹלָם", ["שָׁלוֹם", "עוֹלָם"]),                       # Hebrew with niqqud
+    ("สวัสดีครับ ไทย", ["สวัสดีครับ", "ไทย"]),                    # Thai: no spaces, one token per run
+    ("naïve-ish ǆ", ["naïve-ish", "ǆ"]),
+    ("Е\u0308жик и И\u0306од", ["ёжик", "и", "йод"]),           # Cyrillic, decomposed
+    ("❤\ufe0f good", ["❤\ufe0f", "good"]),                     # an emoji keeps its variation selector
+    ("good\x00film \x1b[31mred\x7f", ["goodfilm", "[", "31mred"]),  # NUL, ESC, DEL: dropped, never tokens
+    ("\x00\x01\x1b\x9b", []),
+    ("good\tfilm\nend\x85now", ["good", "film", "end", "now"]),   # whitespace controls still split words
+])
+def test_tokenize_keeps_combining_marks_in_words_and_drops_controls(text, tokens):
+    assert tokenize(text) == tokens
+
+
+def test_tokenize_normalises_so_composed_and_decomposed_text_agree():
+    import unicodedata
+
+    for text in ["Café crème brûlée", "Ça va, Ñandú?", "Tiếng Việt rất hay", "İstanbul'da"]:
+        assert tokenize(unicodedata.normalize("NFD", text)) == tokenize(text)
+    for token in tokenize("Tiếng Việt rất hay हिन्दी مَرْحَبًا שָׁלוֹם"):
+        assert all(unicodedata.category(c)[0] in "LMN" for c in token)  # words only: no stray marks
+
+
 def test_tokenize_agrees_with_sst_tokenisation():
     sst_line = "they presume their audience wo n't sit still for a sociology lesson -lrb- however -rrb- ."
     assert tokenize(sst_line) == sst_line.split()

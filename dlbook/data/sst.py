@@ -65,12 +65,18 @@ def load_sst(split: str = "train", fine: bool = False) -> tuple[list[str], torch
     spec = FILES[f"stsa.{'fine' if fine else 'binary'}.{split}"]
     n_classes = len(SST5_CLASSES if fine else SST2_CLASSES)
     texts, labels = [], []
-    lines = fetch_bytes(spec).decode("utf-8").split("\n")  # not splitlines(): keep U+0085 etc. inside text
+    raw = fetch_bytes(spec)
+    try:
+        lines = raw.decode("utf-8").split("\n")  # not splitlines(): keep U+0085 etc. inside text
+    except UnicodeDecodeError as exc:
+        number = raw.count(b"\n", 0, exc.start) + 1
+        raise CorruptDataError(f"{spec.path} line {number}: bytes that are not "
+                               f"UTF-8 ({exc.reason}). Replace the file with an intact copy.", spec.path) from exc
     if lines and lines[-1] == "":
         lines.pop()
     for number, line in enumerate(lines, start=1):
         label, _, text = line.partition(" ")
-        if not label.isdigit() or int(label) >= n_classes or not text.strip():
+        if not (label.isascii() and label.isdigit()) or int(label) >= n_classes or not text.strip():
             raise CorruptDataError(f"{spec.path} line {number}: expected '<label 0..{n_classes - 1}> <text>', "
                                    f"got {line[:60]!r}.", spec.path)
         texts.append(text.strip())

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from typing import Iterable, Iterator, Sequence
 
@@ -30,38 +31,60 @@ from dlbook.data.loaders import epoch_generator
 PAD_INDEX = 0
 """The id of ``<pad>``: the one place the padding index is defined (``Vocab``, ``pad_batch``, the models)."""
 
-# One translation before splitting: curly apostrophes become ', and invisible format
-# characters are never tokens: a zero-width space separates words like a space; soft hyphens,
-# zero-width (non-)joiners, direction marks, the word joiner and the byte-order mark join or
-# mean nothing, and are dropped.
-_INVISIBLE = [0x00AD, *range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), 0xFEFF]
+# One translation before splitting: curly apostrophes become ', and invisible characters are never
+# tokens: a zero-width space separates words like a space; soft hyphens, zero-width (non-)joiners,
+# direction marks, the word joiner, the byte-order mark and control characters other than whitespace
+# (NUL, ESC, DEL, ...) join or mean nothing, and are dropped. Whitespace controls (tab, newline) stay spaces.
+_INVISIBLE = [0x00AD, *range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), 0xFEFF,
+              *(c for c in [*range(0x20), *range(0x7F, 0xA0)] if not chr(c).isspace())]
 _NORMALISE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u200b": " ",
                             **{chr(c): None for c in _INVISIBLE}})
+
+
+def _mark_class() -> str:
+    """A regex class of the combining marks (categories Mn, Mc, Me), which ``\\w`` leaves out.
+
+    Every mark is in the first two planes except the variation selectors U+E0100..E01EF.
+    """
+    marks = [c for c in [*range(0x20000), *range(0xE0100, 0xE01F0)] if unicodedata.category(chr(c))[0] == "M"]
+    ranges, start = [], marks[0]
+    for previous, c in zip(marks, marks[1:] + [None]):
+        if c != previous + 1:
+            ranges.append(re.escape(chr(start)) + ("" if previous == start else "-" + re.escape(chr(previous))))
+            start = c
+    return "".join(ranges)
+
+
+_M = _mark_class()
 _TOKEN = re.compile(
-    r"""
+    rf"""
       -[lr][rcs]b-              # Penn Treebank brackets as written in SST: -lrb- -rrb-
     | \.\.\.|--|``|''            # multi-character punctuation: ... -- `` ''
-    | \w+(?=n't\b)              # "do" of "don't", "ca" of "can't" (Penn Treebank style, as in SST)
+    | \w[\w{_M}]*(?=n't\b)       # "do" of "don't", "ca" of "can't" (Penn Treebank style, as in SST)
     | n't\b                     # the negation itself
     | '(?:s|re|ve|ll|d|m)\b     # other clitics: 's 're 've 'll 'd 'm
-    | (?:[^\W\d_]\.){2,}         # initialisms: u.s. e.t.
+    | (?:[^\W\d_][{_M}]*\.){{2,}}  # initialisms: u.s. e.t.
     | \d+(?:[.,]\d+)+           # numbers such as 3.5 and 1,000
-    | \w+(?:-\w+)*              # words (any script: \w is Unicode-aware), hyphenated compounds
-    | [^\w\s]                   # any other visible character on its own: punctuation, symbols
+    | \w[\w{_M}]*(?:-\w[\w{_M}]*)*  # words: letters of any script with their combining marks; compounds
+    | [^\w\s][{_M}]*             # any other visible character on its own (with its marks): punctuation, symbols
     """,
     re.VERBOSE,
 )
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case ``text`` and split it into words, clitics and punctuation.
+    """Normalise ``text`` (NFC), lower-case it and split it into words, clitics and punctuation.
 
     Splits like the Penn Treebank, as the SST files are split, so raw text and SST
     text give the same tokens: ``"don't"`` -> ``do n't``, ``"it's"`` -> ``it 's``.
-    Letters of any script count as word characters (``"café"`` is one token);
-    hyphenated compounds stay whole; curly apostrophes count as ``'``. Invisible
-    characters are never tokens: a zero-width space splits words, and soft hyphens,
-    zero-width joiners, direction marks and byte-order marks are dropped.
+    Letters and digits of any script count as word characters, with their combining
+    marks (accents, Devanagari vowel signs, Arabic harakat, Hebrew niqqud), so
+    ``"café"`` is one token whether typed composed or decomposed. A word ends only at
+    a space or punctuation: scripts written without spaces (Thai, Chinese, Japanese)
+    give one token per run of letters, not per word. Hyphenated compounds stay whole;
+    curly apostrophes count as ``'``. Invisible characters are never tokens: a
+    zero-width space splits words, and soft hyphens, zero-width joiners, direction
+    marks, byte-order marks and control characters (NUL, ESC, ...) are dropped.
 
     Example:
         >>> tokenize("Don't miss it: a café-style gem!")
@@ -71,7 +94,7 @@ def tokenize(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"tokenize expects a str, got {type(text).__name__}")
-    return _TOKEN.findall(text.lower().translate(_NORMALISE))
+    return _TOKEN.findall(unicodedata.normalize("NFC", text).lower().translate(_NORMALISE))
 
 
 class Vocab:

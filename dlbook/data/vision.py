@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -97,7 +98,7 @@ def parse_idx(data: bytes, name: str = "idx data") -> np.ndarray:
     if len(data) < header:
         raise CorruptDataError(f"{name}: header cut short.", None)
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape)) if ndim else 1
+    expected = math.prod(shape)  # Python ints: a huge header cannot overflow (np.prod wraps at 2**63)
     if len(data) - header != expected:
         raise CorruptDataError(f"{name}: header says shape {shape} ({expected:,} bytes), "
                                f"file holds {len(data) - header:,} bytes.", None)
