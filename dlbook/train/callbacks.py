@@ -3,6 +3,12 @@
 A callback overrides any of ``on_fit_start``, ``on_train_epoch_end``,
 ``on_fit_end`` (each receives ``(trainer, model)``) and ``on_train_batch_end``
 (``(trainer, model, loss)``). To stop training, set ``trainer.should_stop``.
+
+A callback with state (``state_dict``) is saved in checkpoints under its
+``state_key``: its ``name`` if given, else a stable default such as
+``"EarlyStopping[val_loss]"``, so resuming does not depend on the callbacks' order.
+At the end of an epoch the trainer runs :class:`Checkpoint` callbacks after all
+others, so a checkpoint sees ``should_stop`` and every other callback's new state.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +23,13 @@ import torch
 
 class Callback:
     """Base class: every hook does nothing."""
+
+    #: The key this callback's state is saved under; None for the class's default.
+    name: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self.name or type(self).__name__
 
     def on_fit_start(self, trainer, model) -> None: ...
 
@@ -46,15 +58,17 @@ class EarlyStopping(Callback):
         patience: epochs without improvement before stopping.
         min_delta: the smallest change that counts as an improvement.
         restore_best: load the best epoch's weights back into the model at the end.
+        name: the key its state is saved under (default ``"EarlyStopping[<monitor>]"``).
 
     Example:
         >>> stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=3)
     """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3,
-                 min_delta: float = 0.0, restore_best: bool = True):
+                 min_delta: float = 0.0, restore_best: bool = True, name: str | None = None):
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r}; use 'min' or 'max'")
+        self.name = name or f"EarlyStopping[{monitor}]"
         self.monitor, self.mode, self.patience = monitor, mode, patience
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best = math.inf if mode == "min" else -math.inf
@@ -88,23 +102,60 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Save a resumable checkpoint after every ``every`` epochs, atomically (temp file, then rename).
+    """Save a resumable checkpoint every ``every`` epochs, and the best one so far if ``monitor`` is given.
 
-    Resume with ``trainer.fit(..., resume_from=path)``. Files are loaded with
-    ``weights_only=True``, so a checkpoint cannot run code when loaded.
+    ``path`` always holds the latest epoch; with ``monitor`` the best epoch is also kept
+    at ``<stem>.best<suffix>`` (e.g. ``run.best.pt``). Files are written with
+    :func:`dlbook.files.save_checked` (atomic, with a payload SHA-256, loaded with
+    ``weights_only=True``), so a crash or a full disk leaves the previous file intact
+    and a flipped bit is an error naming the file. Weights that hold NaN or inf are
+    never written. The trainer runs this callback after all others at the end of an
+    epoch, so the stopping epoch is always saved, whatever the order of the callbacks.
+    Resume with ``trainer.fit(..., resume_from=path)``.
 
     Args:
         path: the checkpoint file to write.
-        every: save every this many epochs (the last epoch is always saved).
+        every: save every this many epochs (the last epoch, or the one that stops the run, is always saved).
+        monitor: a key of the epoch record, e.g. ``"val_accuracy"``; None keeps no best file.
+        mode: ``"max"`` or ``"min"``, the better direction of ``monitor``.
+        name: the key its state is saved under (default ``"Checkpoint[<file name>]"``).
+
+    Example:
+        >>> ckpt = Checkpoint("runs/lenet.pt", monitor="val_accuracy", mode="max")
+        >>> ckpt.best_path.name
+        'lenet.best.pt'
     """
 
-    def __init__(self, path: str | os.PathLike, every: int = 1):
-        self.path, self.every = Path(path), every
+    def __init__(self, path: str | os.PathLike, every: int = 1, monitor: str | None = None, mode: str = "max",
+                 name: str | None = None):
+        if every < 1:
+            raise ValueError(f"every={every}; save at least every epoch (every=1) or every few (every=5)")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r}; use 'min' or 'max'")
+        self.path, self.every, self.monitor, self.mode = Path(path), every, monitor, mode
+        self.best_path = self.path.with_name(f"{self.path.stem}.best{self.path.suffix}")
+        self.best = math.inf if mode == "min" else -math.inf
+        self.name = name or f"Checkpoint[{self.path.name}]"
 
     def on_train_epoch_end(self, trainer, model) -> None:
-        epoch = trainer.history.records[-1]["epoch"]
+        record = trainer.history.records[-1]
+        epoch = record["epoch"]
+        if self.monitor is not None:
+            if self.monitor not in record:
+                raise KeyError(f"Checkpoint monitors {self.monitor!r}, but the epoch record has only "
+                               f"{sorted(record)}; pass a val_loader to fit() or monitor another key")
+            value = record[self.monitor]
+            if math.isfinite(value) and _better(self.mode, value, self.best, 0.0):
+                self.best = value
+                trainer.save_checkpoint(self.best_path)
         if epoch % self.every == 0 or trainer.should_stop or epoch == trainer.max_epochs:
             trainer.save_checkpoint(self.path)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best} if self.monitor is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
 
 
 class LRSchedule(Callback):
@@ -122,10 +173,11 @@ class LRSchedule(Callback):
         >>> LRSchedule(sched, interval="batch")  # doctest: +SKIP
     """
 
-    def __init__(self, scheduler, interval: str = "batch"):
+    def __init__(self, scheduler, interval: str = "batch", name: str | None = None):
         if interval not in ("batch", "epoch"):
             raise ValueError(f"interval={interval!r}; use 'batch' or 'epoch'")
         self.scheduler, self.interval = scheduler, interval
+        self.name = name or f"LRSchedule[{type(scheduler).__name__}]"
 
     def on_train_batch_end(self, trainer, model, loss: float) -> None:
         if self.interval == "batch":
@@ -140,19 +192,3 @@ class LRSchedule(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.scheduler.load_state_dict(state)
-
-
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

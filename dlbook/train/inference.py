@@ -23,6 +23,10 @@ from torch import nn
 from dlbook.train.device import autocast, autocast_dtype, to_device
 
 
+class EmptyLoaderError(ValueError):
+    """The loader given to :func:`predict` yielded no batch."""
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for the duration; each submodule's own ``training`` flag is restored afterwards.
@@ -82,7 +86,7 @@ def predict(model: nn.Module, loader: Iterable, *, device: torch.device | str | 
         probabilities with ``tta``); targets: CPU tensor.
 
     Raises:
-        ValueError: if the loader yields no batch, a batch is not a pair, or ``tta`` is empty.
+        ValueError: if the loader yields no batch (:class:`EmptyLoaderError`), a batch is not a pair, or ``tta`` is empty.
 
     Example:
         >>> model = nn.Linear(4, 3)
@@ -118,6 +122,6 @@ def predict(model: nn.Module, loader: Iterable, *, device: torch.device | str | 
             outputs.append(out.cpu())
             targets.append(target.cpu() if isinstance(target, torch.Tensor) else torch.as_tensor(target))
     if not outputs:
-        raise ValueError("the loader yielded no batches; check that the dataset is not empty (or that a "
+        raise EmptyLoaderError("the loader yielded no batches; check that the dataset is not empty (or that a "
                          "one-shot generator was not used up already)")
     return torch.cat(outputs), torch.cat(targets)

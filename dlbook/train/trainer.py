@@ -2,8 +2,11 @@
 
 The loop: move a batch to the device, run the forward pass under autocast
 (bf16 on a CPU that supports it, AMP on CUDA), back-propagate (with a
-``GradScaler`` only for float16), clip, step, and let callbacks react. Early
-stopping, checkpoints and LR schedules are callbacks (:mod:`dlbook.train.callbacks`).
+``GradScaler`` only for float16), clip, check that loss and gradients are
+finite, step, and let callbacks react. Early stopping, checkpoints and LR
+schedules are callbacks (:mod:`dlbook.train.callbacks`); what a checkpoint holds
+and how a run resumes is in :mod:`dlbook.train.checkpoint`; prediction is
+:func:`dlbook.train.inference.predict`.
 
 Example:
     >>> trainer = Trainer(model, torch.optim.Adam(model.parameters()), nn.CrossEntropyLoss(),
@@ -13,20 +16,22 @@ Example:
 
 from __future__ import annotations
 
-import random
+import math
 import time
-from typing import Callable, Iterable, Mapping
+from collections.abc import Iterator
+from typing import Callable, Iterable, Literal, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
-from dlbook.train.callbacks import Callback, atomic_save
+from dlbook.train import checkpoint as ckpt
+from dlbook.train.callbacks import Callback, Checkpoint
 from dlbook.train.device import autocast, autocast_dtype, default_device, to_device
-from dlbook.train.inference import predict
 from dlbook.train.history import History
+from dlbook.train.inference import EmptyLoaderError, predict
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
+Progress = Literal[True, False, "epochs"]
 
 
 class Trainer:
@@ -37,18 +42,28 @@ class Trainer:
         optimizer: a ``torch.optim`` optimizer over the model's parameters.
         loss_fn: ``loss_fn(outputs, targets)`` → scalar tensor.
         device: defaults to CUDA if present, else CPU.
-        precision: ``"auto"`` (bf16 autocast on capable CPUs and CUDA, fp16 AMP on older GPUs), ``"bf16"``, ``"fp16"``, ``"fp32"``.
+        precision: ``"auto"`` (bf16 autocast on capable CPUs and CUDA, fp16 AMP on older GPUs), ``"bf16"``,
+            ``"fp16"``, ``"fp32"``; the same name as :func:`dlbook.train.predict` (read ``trainer.precision``).
         metrics: ``{name: fn(outputs, targets) -> float}`` computed on each split.
         callbacks: :class:`~dlbook.train.callbacks.Callback` objects.
         grad_clip: clip the global gradient norm to this value (None: no clipping).
         channels_last: store the model and 4-D inputs channels-last (faster convolutions on CPU and GPU).
         progress: ``True`` for a tqdm bar plus one line per epoch, ``"epochs"`` for the lines only, ``False`` for silence.
+        on_nonfinite: what to do when the loss is finite but a gradient (after unscaling and clipping) is NaN
+            or inf: ``"raise"`` a FloatingPointError (default), or ``"skip"`` the optimizer step and count it
+            in the epoch record's ``skipped_steps``. With float16 the ``GradScaler`` skips such steps itself
+            (that is how it finds its scale); they are counted, never raised. A non-finite loss always raises.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                  *, device: torch.device | str | None = None, precision: str = "auto",
                  metrics: Mapping[str, Metric] | None = None, callbacks: Iterable[Callback] = (),
-                 grad_clip: float | None = None, channels_last: bool = False, progress: bool | str = True):
+                 grad_clip: float | None = None, channels_last: bool = False, progress: Progress = True,
+                 on_nonfinite: Literal["raise", "skip"] = "raise"):
+        if not (progress is True or progress is False or progress == "epochs"):
+            raise ValueError(f"progress={progress!r}; use True (bar and lines), 'epochs' (lines) or False (silent)")
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"on_nonfinite={on_nonfinite!r}; use 'raise' or 'skip'")
         self.device = torch.device(device) if device is not None else default_device()
         self.channels_last = channels_last
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
@@ -58,35 +73,59 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self._amp_dtype == torch.float16)
         self.metrics = dict(metrics or {})
         self.callbacks = list(callbacks)
-        self.grad_clip, self.progress = grad_clip, progress
+        self.grad_clip, self.progress, self.on_nonfinite = grad_clip, progress, on_nonfinite
         self.history, self.should_stop, self.max_epochs, self.global_step = History(), False, 0, 0
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, train_loader, val_loader=None, epochs: int = 1, resume_from=None) -> History:
         """Train for up to ``epochs`` epochs (fewer if a callback stops it); return the history.
 
-        ``resume_from`` continues a run saved by :class:`Checkpoint` exactly where it stopped.
+        ``resume_from`` continues a run saved by :class:`Checkpoint` exactly where it stopped: the
+        checkpoint is checked against this trainer first, then weights, optimizer, callbacks, history
+        and the process-wide RNG states (Python, NumPy, torch) are restored, so the run continues as if
+        never interrupted. ``epochs`` counts from the start of the run, so it must exceed the epochs
+        already in the checkpoint.
         """
         if epochs < 1:
             raise ValueError(f"epochs={epochs}; train for at least one epoch")
-        self.max_epochs, self.should_stop = epochs, False
         if resume_from is not None:
-            self.load_checkpoint(resume_from)
+            state = ckpt.read_checkpoint(resume_from, map_location=self.device)
+            ckpt.check_compatible(self, state, resume_from)
+            if len(state["history"]) >= epochs:
+                raise ValueError(f"{resume_from} already holds {len(state['history'])} epochs, so fit(epochs={epochs}) "
+                                 f"leaves nothing to train; pass epochs > {len(state['history'])} to train further")
+            ckpt.restore(self, state, rng=True)
         start_epoch = len(self.history.records)
+        if start_epoch >= epochs:
+            raise ValueError(f"this trainer has already trained {start_epoch} epochs and fit(epochs={epochs}) counts "
+                             f"from the start of the run, so nothing is left to train; pass epochs > {start_epoch}")
+        for what, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+            if isinstance(loader, Iterator) and epochs - start_epoch > 1:
+                raise ValueError(f"{what} is a one-shot iterator (e.g. a generator): it would be empty from epoch "
+                                 f"{start_epoch + 2} on. Pass a re-iterable loader (a list, a DataLoader, a "
+                                 "TensorLoader) or train for one epoch at a time")
+        self.max_epochs, self.should_stop = epochs, False
         for cb in self.callbacks:
             cb.on_fit_start(self, self.model)
-        bar = self._progress_bar(total=(epochs - start_epoch) * _len_or_none(train_loader))
+        per_epoch = _len_or_none(train_loader)
+        bar = self._progress_bar(total=None if per_epoch is None else (epochs - start_epoch) * per_epoch)
+        # Checkpoints run last, so they see should_stop and every other callback's state for this epoch.
+        at_epoch_end = sorted(self.callbacks, key=lambda cb: isinstance(cb, Checkpoint))
         for epoch in range(start_epoch + 1, epochs + 1):
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)
             tic = time.perf_counter()
-            record = {"epoch": epoch, **self._train_epoch(train_loader, bar)}
+            record = {"epoch": epoch, **self._train_epoch(train_loader, bar, epoch)}
             if val_loader is not None:
-                record.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
+                try:
+                    record.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
+                except EmptyLoaderError:
+                    raise ValueError(f"the validation loader yielded no batches in epoch {epoch}; pass a non-empty "
+                                     "val_loader, or val_loader=None to train without validation") from None
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             record["time_s"] = time.perf_counter() - tic
             self.history.append(record)
-            for cb in self.callbacks:
+            for cb in at_epoch_end:
                 cb.on_train_epoch_end(self, self.model)
             self._log(record)
             if self.should_stop:
@@ -97,38 +136,57 @@ class Trainer:
             cb.on_fit_end(self, self.model)
         return self.history
 
-    def _train_epoch(self, loader, bar) -> dict:
+    def _train_epoch(self, loader, bar, epoch: int) -> dict:
         self.model.train()
-        total, count, outputs_all, targets_all = 0.0, 0, [], []
+        total, count, skipped, outputs_all, targets_all = 0.0, 0, 0, [], []
         for inputs, targets in loader:
             inputs = to_device(inputs, self.device, self.channels_last)
             targets = to_device(targets, self.device)
             with autocast(self.device, self._amp_dtype):
                 outputs = self._forward(inputs)
                 loss = self.loss_fn(outputs, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}: lower the "
-                                         "learning rate, clip gradients (grad_clip=1.0) or check the inputs")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # a no-op unless float16
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             if self.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self.scaler.step(self.optimizer)
+                norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            else:
+                norm = nn.utils.get_total_norm(grads)
+            # The loss and the gradient norm reach the host together: one device sync per step.
+            loss_value, norm_value = torch.stack([loss.detach().float(), norm.float().to(loss.device)]).tolist()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at step {self.global_step} (epoch {epoch}): lower the "
+                                         "learning rate, clip gradients (grad_clip=1.0) or check the inputs")
+            finite = math.isfinite(norm_value)
+            if not finite and self.on_nonfinite == "raise" and not self.scaler.is_enabled():
+                raise FloatingPointError(
+                    f"the loss is finite ({loss_value:.4g}) but a gradient is NaN or inf at step {self.global_step} "
+                    f"(epoch {epoch}); no step was taken, so the weights are still finite. Look for log(0), "
+                    "sqrt(0) or a division by zero in the model or loss, lower the learning rate, or pass "
+                    "on_nonfinite='skip' to skip such steps")
+            if finite or self.scaler.is_enabled():
+                self.scaler.step(self.optimizer)  # a float16 scaler skips a step with inf gradients itself
+            skipped += not finite
             self.scaler.update()
             self.global_step += 1
             n = _batch_size(targets)
-            total, count = total + loss.item() * n, count + n
+            total, count = total + loss_value * n, count + n
             if self.metrics:
                 outputs_all.append(outputs.detach().float().cpu())
                 targets_all.append(targets.detach().cpu())
             for cb in self.callbacks:
-                cb.on_train_batch_end(self, self.model, loss.item())
+                cb.on_train_batch_end(self, self.model, loss_value)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        record = {"train_loss": total / max(count, 1)}
-        if self.metrics and outputs_all:
+                bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+        if count == 0:
+            raise ValueError(f"the training loader yielded no batches in epoch {epoch}: it is empty (check the "
+                             "dataset and batch size, e.g. drop_last with fewer samples than one batch)")
+        record = {"train_loss": total / count}
+        if self.on_nonfinite == "skip" or self.scaler.is_enabled():
+            record["skipped_steps"] = skipped
+        if self.metrics:
             out, tgt = torch.cat(outputs_all), torch.cat(targets_all)
             record.update({f"train_{k}": float(fn(out, tgt)) for k, fn in self.metrics.items()})
         return record
@@ -148,36 +206,26 @@ class Trainer:
         result.update({k: float(fn(outputs, targets)) for k, fn in self.metrics.items()})
         return result
 
-    # -- checkpoints ----------------------------------------------------------------------
+    # -- checkpoints (see dlbook.train.checkpoint) -----------------------------------------
     def save_checkpoint(self, path) -> None:
-        """Everything needed to resume: weights, optimizer, scaler, callbacks, history and RNG states."""
-        atomic_save({
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(), "history": self.history.records,
-            "global_step": self.global_step,
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": _python_state()},
-        }, path)
+        """Everything needed to resume: weights, optimizer, scaler, callbacks, history and RNG states.
+
+        Raises FloatingPointError (and writes nothing) if the weights hold NaN or inf, and
+        :class:`dlbook.files.DiskFullError` naming the folder on a full disk; either way the
+        previous file at ``path`` survives.
+        """
+        ckpt.save_trainer(self, path)
 
     def load_checkpoint(self, path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (loaded with ``weights_only=True``)."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # truncated or not a checkpoint at all
-            raise RuntimeError(f"cannot read checkpoint {path}: {exc}. It may be incomplete or from another "
-                               "program; delete it and train from scratch, or pick an earlier checkpoint") from exc
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.history = History(list(state["history"]))
-        self.global_step = state["global_step"]
-        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
-            cb.load_state_dict(cb_state)
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        np.random.set_state(_numpy_restore(state["rng"]["numpy"]))
-        random.setstate(_python_restore(state["rng"]["python"]))
+        """Restore weights, optimizer, scaler, callbacks and history from ``path``, after checking them all.
+
+        The process-wide RNG states are left alone (only ``fit(resume_from=...)`` restores them).
+        Raises :class:`dlbook.files.CorruptFileError` for a damaged file and ValueError, naming what
+        differs, when the checkpoint does not match this trainer; nothing is changed then.
+        """
+        state = ckpt.read_checkpoint(path, map_location=self.device)
+        ckpt.check_compatible(self, state, path)
+        ckpt.restore(self, state, rng=False)
 
     # -- output ---------------------------------------------------------------------------
     def _progress_bar(self, total):
@@ -191,7 +239,8 @@ class Trainer:
         if not self.progress:
             return
         parts = [f"epoch {record['epoch']:>3}"]
-        parts += [f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "time_s", "lr")]
+        parts += [f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}"
+                  for k, v in record.items() if k not in ("epoch", "time_s", "lr")]
         parts += [f"lr {record['lr']:.2e}", f"{record['time_s']:.1f}s"]
         print("  ".join(parts), flush=True)
 
@@ -205,22 +254,3 @@ def _len_or_none(loader):
 
 def _batch_size(targets) -> int:
     return targets.shape[0] if isinstance(targets, torch.Tensor) and targets.dim() > 0 else 1
-
-
-# RNG states as plain tensors and lists, so that checkpoints load with weights_only=True.
-def _numpy_state():
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
-
-
-def _numpy_restore(s):
-    return ("MT19937", s["keys"].cpu().numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"])
-
-
-def _python_state():
-    version, internal, gauss = random.getstate()
-    return {"version": version, "internal": list(internal), "gauss": gauss}
-
-
-def _python_restore(s):
-    return (s["version"], tuple(s["internal"]), s["gauss"])
