@@ -67,6 +67,7 @@ from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Norm
 from dlbook.models.lenet import LeNet5, LeNetConfig
 from dlbook.models.vgg import vgg11
 from dlbook.notebook import cpu_model
+from dlbook.timing import forever, throughput
 from dlbook.train.device import cpu_supports_bf16, default_device, describe_device
 
 
@@ -116,24 +117,14 @@ def tensor_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, s
     return TensorLoader(images, labels, batch_size, shuffle=True, transform=augment, drop_last=True, seed=seed)
 
 
-def forever(loader):
-    """Batches without end, one epoch after another (a fresh shuffle each epoch)."""
-    while True:
-        yield from loader
-
-
 def measure(model: nn.Module, batches, config: Config, steps: int, warmup: int, device: torch.device) -> float:
-    """Time ``steps`` training steps after ``warmup`` untimed ones; return images per second."""
+    """Time ``steps`` training steps after ``warmup`` untimed ones (:func:`dlbook.timing.throughput`); images/s."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     model.train()
     dtype = torch.bfloat16 if config.bf16 else None
-    images = 0
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start, images = time.perf_counter(), 0
-        x, y = next(batches)
+
+    def step(batch) -> None:
+        x, y = batch
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -142,10 +133,8 @@ def measure(model: nn.Module, batches, config: Config, steps: int, warmup: int, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        images += len(y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return images / (time.perf_counter() - start)
+
+    return throughput(step, batches, steps=steps, warmup=warmup, device=device)
 
 
 def run(args) -> dict:

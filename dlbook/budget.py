@@ -4,20 +4,21 @@
 numbers come from; ``DLBOOK_BUDGET=smoke`` shrinks data sizes and epochs so CI
 can execute every notebook in minutes. Smoke changes sizes, never which code runs.
 
+Chapters choose sizes with ``run.pick(full=..., smoke=...)`` on the :class:`~dlbook.notebook.Run`
+that :func:`dlbook.notebook.setup` returns; this module only reads the switch.
+
 Example:
     >>> from dlbook import budget
-    >>> epochs = budget.pick(full=12, smoke=1)
+    >>> budget.current() in ("full", "smoke")
+    True
 """
 
 from __future__ import annotations
 
 import os
-from typing import TypeVar
 
 ENV_VAR = "DLBOOK_BUDGET"
 BUDGETS = ("full", "smoke")
-
-T = TypeVar("T")
 
 
 def current() -> str:
@@ -33,17 +34,3 @@ def current() -> str:
             f"the default) or 'smoke' (tiny sizes for CI), e.g. `export {ENV_VAR}=smoke`."
         )
     return value
-
-
-def is_smoke() -> bool:
-    """True when running in the smoke budget."""
-    return current() == "smoke"
-
-
-def pick(full: T, smoke: T) -> T:
-    """Return ``full`` or ``smoke`` according to the active budget.
-
-    Example:
-        >>> n_train = pick(full=60_000, smoke=2_000)
-    """
-    return smoke if is_smoke() else full

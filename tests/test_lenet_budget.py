@@ -36,11 +36,12 @@ def test_lenet_learns_a_batch():
     assert loss.item() < 0.1 * first
 
 
-def test_budget_switch(monkeypatch):
+def test_budget_switch(monkeypatch, capsys):
+    """The switch is read by budget.current(); chapters pick sizes with Run.pick (from setup)."""
     monkeypatch.setenv("DLBOOK_BUDGET", "smoke")
-    assert budget.pick(full=10, smoke=1) == 1
+    assert budget.current() == "smoke" and setup(seed=0).pick(full=10, smoke=1) == 1
     monkeypatch.delenv("DLBOOK_BUDGET")
-    assert budget.current() == "full" and budget.pick(full=10, smoke=1) == 10
+    assert budget.current() == "full" and setup(seed=0).pick(full=10, smoke=1) == 10
     monkeypatch.setenv("DLBOOK_BUDGET", "fast")
     with pytest.raises(ValueError, match="'full'.*'smoke'"):
         budget.current()

@@ -1,14 +1,22 @@
-"""Training: a model-agnostic Trainer, callbacks, inference, and the one mixed-precision path."""
+"""Training: a model-agnostic Trainer, callbacks, checkpoints, inference, and the one mixed-precision path.
+
+Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR schedules),
+``checkpoint`` (what a checkpoint holds, checked resume), ``inference`` (``eval_mode``, ``predict``),
+``device`` (device and precision), ``optim`` (weight-decay parameter groups), ``schedules``
+(``linear_warmup_decay``), ``history`` (per-epoch records). Timing helpers are in :mod:`dlbook.timing`.
+"""
 
 from dlbook.train.callbacks import Callback, Checkpoint, EarlyStopping, LRSchedule
 from dlbook.train.device import (autocast, autocast_dtype, cpu_supports_bf16, default_device, describe_device,
                                  seed_everything, to_device)
 from dlbook.train.history import History
 from dlbook.train.inference import eval_mode, predict
+from dlbook.train.optim import param_groups
+from dlbook.train.schedules import linear_warmup_decay
 from dlbook.train.trainer import Trainer
 
 __all__ = [
-    "Callback", "Checkpoint", "EarlyStopping", "History", "LRSchedule", "Trainer", "autocast",
-    "autocast_dtype", "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "predict",
-    "seed_everything", "to_device",
+    "Callback", "Checkpoint", "EarlyStopping", "History", "LRSchedule", "Trainer", "autocast", "autocast_dtype",
+    "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "linear_warmup_decay", "param_groups",
+    "predict", "seed_everything", "to_device",
 ]
