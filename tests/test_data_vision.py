@@ -263,3 +263,65 @@ def test_decoder_refuses_pickles_that_run_code(tmp_path):
     archive = _tar(tmp_path / "evil.tar.gz", {"cifar-10-batches-py/data_batch_1": evil}, "w:gz")
     with pytest.raises(CorruptDataError, match="refusing to unpickle"):
         decode_cifar10_archive(archive)
+
+
+# -- the decoded cache: checked on load, never fatal to write ---------------------------------------
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path, monkeypatch):
+    """A 30-image JPEG archive standing in for CIFAR-10 (2 train, 1 test image per class); returns the cache."""
+    import hashlib
+
+    from dlbook.data.sources import FileSpec
+
+    members = {f"{split}/{name}/{i:04d}.jpg": _jpeg(color=(25 * c, 255 - 25 * c, 9 * i))
+               for split, n in (("train", 2), ("test", 1)) for c, name in enumerate(CIFAR10_CLASSES) for i in range(n)}
+    (tmp_path / "offline").mkdir()
+    archive = _tar(tmp_path / "offline" / "cifar10-jpeg.tar.xz", members)
+    spec = FileSpec(path=archive.name, sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(cifar10, "SOURCES", (spec,))
+    monkeypatch.setattr(cifar10, "_COUNTS", {"train": 20, "test": 10})
+    monkeypatch.setenv("DLBOOK_DATA", str(archive.parent))
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLBOOK_OFFLINE", "1")
+    return tmp_path / "cache", decode_cifar10_archive(archive)
+
+
+def test_a_flipped_byte_in_the_decoded_cache_is_detected_and_decoded_again(tiny_cifar, caplog):
+    cache, truth = tiny_cifar
+    load_cifar10("train")  # decodes, caches both splits
+    path = cifar10._decoded_path(cifar10.SOURCES[0], "test")
+    data = bytearray(path.read_bytes())
+    at = data.find(truth["test"][0].numpy().tobytes()[:64])  # the pixels, stored as raw bytes in the file
+    assert at > 0
+    data[at + 10] ^= 0x01  # one bit of one pixel
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="dlbook.data.cifar10"):
+        images, labels = load_cifar10("test")
+    assert images.equal(truth["test"][0]) and labels.equal(truth["test"][1])
+    assert str(path) in caplog.text and "decoding again" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dlbook.data.cifar10"):
+        assert load_cifar10("test")[0].equal(truth["test"][0])  # the cache was rewritten: read, no warning
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize("failure", ["ENOSPC", "torch RuntimeError"])
+def test_a_full_cache_disk_costs_speed_not_the_result(tiny_cifar, monkeypatch, caplog, failure):
+    import errno
+
+    cache, truth = tiny_cifar
+    if failure == "ENOSPC":
+        def full(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(os, "fsync", full)
+    else:
+        def full(obj, f, *args, **kwargs):
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+        monkeypatch.setattr(torch, "save", full)
+    with caplog.at_level("WARNING", logger="dlbook.data.cifar10"):
+        images, labels = load_cifar10("train")
+    assert images.equal(truth["train"][0]) and labels.equal(truth["train"][1])
+    assert "could not cache" in caplog.text and "DLBOOK_CACHE" in caplog.text
+    assert [p for p in cache.rglob("*") if p.is_file()] == []  # no half-written file or temp left

@@ -4,10 +4,11 @@ Loaders return tensors and never download or print on import. Each looks for its
 files in the offline folder named by ``DLBOOK_DATA``, then in the cache
 (``DLBOOK_CACHE``, default ``~/.cache/dlbook``), then downloads them from their
 canonical source (or ``DLBOOK_MIRROR``), always checking SHA-256; see
-:mod:`dlbook.data.sources`.
+:mod:`dlbook.data.sources` and :mod:`dlbook.data.fetch`.
 
 Modules:
-    sources     offline copy, cache, verified atomic download; the error classes
+    sources     file specs, the offline and cache folders, the error classes
+    fetch       a verified copy: offline, cached, or downloaded atomically (``fetch``, ``fetch_bytes``)
     vision      MNIST and Fashion-MNIST (idx files)
     cifar10     CIFAR-10 (JPEG offline copy or the original python tarball), decoded once and cached
     sst         the Stanford Sentiment Treebank, SST-2 and SST-5
@@ -27,7 +28,7 @@ Example:
 from dlbook.data.cifar10 import (CIFAR10_CLASSES, CIFAR10Images, cifar10_image_dataset, cifar10_source,
                                  decode_cifar10_archive, load_cifar10)
 from dlbook.data.loaders import TensorLoader
-from dlbook.data.sources import (ChecksumError, CorruptDataError, DataError, DownloadError, MissingDataError,
+from dlbook.data.sources import (CacheWriteError, ChecksumError, CorruptDataError, DataError, DownloadError, MissingDataError,
                                  cache_dir, data_dirs)
 from dlbook.data.splits import stratified_split
 from dlbook.data.sst import SST2_CLASSES, SST5_CLASSES, load_sst
@@ -45,6 +46,6 @@ __all__ = [
     "PAD_INDEX", "check_token_batch", "padding_mask", "masked_mean",
     "to_float", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Compose",
     "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
-    "DataError", "MissingDataError", "DownloadError", "CorruptDataError", "ChecksumError",
+    "DataError", "MissingDataError", "DownloadError", "CacheWriteError", "CorruptDataError", "ChecksumError",
     "cache_dir", "data_dirs",
 ]

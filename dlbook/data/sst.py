@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from dlbook.data.sources import CorruptDataError, FileSpec, fetch_bytes
+from dlbook.data.fetch import fetch_bytes
+from dlbook.data.sources import CorruptDataError, FileSpec
 
 SST2_CLASSES = ("negative", "positive")
 SST5_CLASSES = ("very negative", "negative", "neutral", "positive", "very positive")

@@ -23,7 +23,8 @@ import struct
 import numpy as np
 import torch
 
-from dlbook.data.sources import CorruptDataError, FileSpec, fetch_bytes, find_cached, find_offline
+from dlbook.data.fetch import fetch_bytes
+from dlbook.data.sources import CorruptDataError, FileSpec, find_cached, find_offline
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
