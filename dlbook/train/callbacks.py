@@ -126,7 +126,7 @@ class Checkpoint(Callback):
         'lenet.best.pt'
     """
 
-    def __init__(self, path: str | os.PathLike, every: int = 1, monitor: str | None = None, mode: str = "max",
+    def __init__(self, path: str | os.PathLike, every: int = 1, monitor: str | None = None, mode: str = "min",
                  name: str | None = None):
         if every < 1:
             raise ValueError(f"every={every}; save at least every epoch (every=1) or every few (every=5)")
@@ -171,6 +171,9 @@ class LRSchedule(Callback):
         >>> steps = epochs * len(loader)  # doctest: +SKIP
         >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps + 1)  # doctest: +SKIP
         >>> LRSchedule(sched, interval="batch")  # doctest: +SKIP
+
+    ``name`` is the key its state is saved under in checkpoints (default
+    ``"LRSchedule[<scheduler class>]"``); give two schedules distinct names.
     """
 
     def __init__(self, scheduler, interval: str = "batch", name: str | None = None):

@@ -3,7 +3,10 @@
 ``autocast_dtype`` picks bfloat16 on a CPU that supports it natively
 (AVX-512 BF16 / AMX) and on CUDA cards that support it, float16 on older CUDA
 cards, and ``None`` (plain float32) otherwise. A ``GradScaler`` is needed only
-for float16 (nanoGPT's ``train.py`` does the same).
+for float16 (nanoGPT's ``train.py`` does the same). ``precision`` (``"auto"``,
+``"bf16"``, ``"fp16"``, ``"fp32"``) is the one name for this choice across the
+package; :func:`autocast_dtype` turns it into a dtype. :func:`to_device` moves
+(nested) batches.
 """
 
 from __future__ import annotations
