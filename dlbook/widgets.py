@@ -22,8 +22,8 @@ def text_explorer(render: Callable[[str], str], example: str = "", placeholder: 
                   button: str = "Explain", width: str = "100%"):
     """A text box, a button and an HTML area: ``render(text)`` fills the area on click or Enter.
 
-    Errors raised by ``render`` (e.g. a sentence with no known tokens) are shown in the
-    box instead of a traceback.
+    Any exception raised by ``render`` (e.g. a sentence with no known tokens) is shown in
+    the box instead of a traceback, and replaces the previous result.
 
     Args:
         render: ``text -> HTML``.
@@ -48,9 +48,11 @@ def text_explorer(render: Callable[[str], str], example: str = "", placeholder: 
             out.value = EMPTY_MESSAGE
             return
         try:
-            out.value = render(value)
-        except (ValueError, RuntimeError) as exc:
-            out.value = f"<span style='color:#b91c1c'>Cannot explain this input: {html.escape(str(exc))}</span>"
+            page = render(value)
+        except Exception as exc:  # any failure: show it, never leave the previous sentence's explanation
+            page = (f"<span style='color:#b91c1c'>Cannot explain this input: {type(exc).__name__}: "
+                    f"{html.escape(str(exc))}</span>")
+        out.value = page
 
     run.on_click(lambda _: show(text.value))
     text.observe(lambda change: show(change["new"]), names="value")
@@ -84,7 +86,7 @@ def sentiment_explorer(predictors: Mapping[str, object], example: str = "", n_st
     Returns:
         the widget box of :func:`text_explorer`.
     """
-    from dlbook.interpret import attribution_legend
+    from dlbook.viz import attribution_legend
 
     if not predictors:
         raise ValueError("pass at least one {name: TextPredictor}")

@@ -10,7 +10,7 @@ import torch
 
 from dlbook.behaviour import NAMES, POSITIVE_ADJ, BehaviourTest, TextPredictor, run_suite, sst_suite, template
 from dlbook.data.text import Vocab, tokenize
-from dlbook.models.rnn import RNNClassifier, RNNClassifierConfig
+from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 
 TRAIN = ["a good film .", "a bad film .", "the acting is great", "the plot is dull", "not good at all"]
 
@@ -181,6 +181,16 @@ def test_predictor_restores_training_mode_and_explains(predictor, vocab):
     assert predictor.model.training
 
 
+def test_predictor_precision_is_the_one_name_for_precision(predictor, vocab):
+    texts = ["a good film", "the plot is dull"]
+    bf16 = TextPredictor.for_vocab(predictor.model, vocab, precision="bf16")
+    assert torch.allclose(bf16(texts), predictor(texts), atol=0.05)  # bfloat16 keeps ~3 digits
+    with pytest.raises(ValueError, match="precision"):
+        TextPredictor.for_vocab(predictor.model, vocab, precision="half")
+    with pytest.raises(TypeError, match="amp_dtype"):
+        TextPredictor.for_vocab(predictor.model, vocab, amp_dtype=torch.bfloat16)
+
+
 # -- widgets ------------------------------------------------------------------------------
 
 
@@ -203,6 +213,24 @@ def test_text_explorer_renders_example_submit_empty_and_errors():
     assert out.value == EMPTY_MESSAGE
     box.submit("boom")
     assert "Cannot explain" in out.value and "&lt;explode&gt;" in out.value
+
+
+@pytest.mark.parametrize("error", [KeyError("no such word"), IndexError("index 0 is out of bounds"),
+                                   TypeError("bad type"), AssertionError("n_steps")])
+def test_text_explorer_never_keeps_the_previous_explanation(error):
+    """Any error replaces the previous sentence's explanation with a message (it used to stay on the page)."""
+    from dlbook.widgets import text_explorer
+
+    def render(text):
+        if "boom" in text:
+            raise error
+        return f"<b>{text}</b>"
+
+    box = text_explorer(render, example="a fine film")
+    out = box.children[-1]
+    box.submit("boom")
+    assert "a fine film" not in out.value and "Cannot explain" in out.value
+    assert type(error).__name__ in out.value
 
 
 def test_sentiment_explorer_shows_each_model(predictor):

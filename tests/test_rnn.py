@@ -1,4 +1,4 @@
-"""Tests of dlbook.models.rnn: our cells equal PyTorch's, packing equals one-at-a-time, training learns."""
+"""Tests of dlbook.models.rnn: our cells and layers equal PyTorch's, in outputs and gradients."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from _loop import adam_losses
 from dlbook.models.rnn import (
     GRU,
     LSTM,
@@ -15,11 +14,6 @@ from dlbook.models.rnn import (
     LSTMCell,
     Recurrent,
     RNNCell,
-    RNNClassifier,
-    RNNClassifierConfig,
-    SequenceRegressor,
-    SequenceRegressorConfig,
-    copy_weights_from_torch,
     gradient_through_time,
     init_forget_gate_bias,
 )
@@ -44,7 +38,7 @@ def _seed_and_one_thread():
 @pytest.mark.parametrize("bias", [True, False])
 def test_layer_equals_torch(ours_cls, theirs_cls, bias):
     theirs = theirs_cls(input_size=5, hidden_size=7, batch_first=True, bias=bias)
-    ours = copy_weights_from_torch(ours_cls(5, 7, bias=bias), theirs)
+    ours = ours_cls(5, 7, bias=bias).load_from_torch(theirs)
     x = torch.randn(4, 11, 5)
     out_ours, state_ours = ours(x)
     out_theirs, state_theirs = theirs(x)
@@ -60,7 +54,7 @@ def test_layer_equals_torch(ours_cls, theirs_cls, bias):
 @pytest.mark.parametrize("ours_cls, theirs_cls", [(RNN, nn.RNN), (LSTM, nn.LSTM), (GRU, nn.GRU)])
 def test_layer_equals_torch_from_nonzero_state_and_in_gradients(ours_cls, theirs_cls):
     theirs = theirs_cls(3, 4, batch_first=True)
-    ours = copy_weights_from_torch(ours_cls(3, 4), theirs)
+    ours = ours_cls(3, 4).load_from_torch(theirs)
     x = torch.randn(2, 6, 3)
     h0 = torch.randn(2, 4)
     if theirs_cls is nn.LSTM:
@@ -102,15 +96,15 @@ def test_rnn_cell_applies_tanh():
     assert torch.allclose(cell(torch.ones(1, 4), torch.zeros(1, 8)), torch.tanh(gi + gh))
 
 
-def test_copy_weights_rejects_mismatches():
+def test_load_from_torch_rejects_mismatches():
     with pytest.raises(TypeError, match="cannot copy"):
-        copy_weights_from_torch(RNN(3, 4), nn.LSTM(3, 4))
+        RNN(3, 4).load_from_torch(nn.LSTM(3, 4))
     with pytest.raises(ValueError, match="sizes differ"):
-        copy_weights_from_torch(RNN(3, 4), nn.RNN(3, 5))
+        RNN(3, 4).load_from_torch(nn.RNN(3, 5))
     with pytest.raises(ValueError, match="one layer"):
-        copy_weights_from_torch(GRU(3, 4), nn.GRU(3, 4, num_layers=2))
+        GRU(3, 4).load_from_torch(nn.GRU(3, 4, num_layers=2))
     with pytest.raises(ValueError, match="tanh"):
-        copy_weights_from_torch(RNN(3, 4), nn.RNN(3, 4, nonlinearity="relu"))
+        RNN(3, 4).load_from_torch(nn.RNN(3, 4, nonlinearity="relu"))
 
 
 def test_bad_inputs_give_clear_errors():
@@ -148,112 +142,3 @@ def test_init_forget_gate_bias_opens_the_gate_and_keeps_gradients():
     assert opened[0] > 100 * default[0]  # the first step still reaches the last state
     with pytest.raises(ValueError, match="no LSTM"):
         init_forget_gate_bias(nn.GRU(3, 4))
-
-
-# -- the classifier -----------------------------------------------------------------------
-
-def _batch(vocab=30, lengths=(5, 2, 7, 1), pad=0):
-    lengths = torch.tensor(lengths)
-    tokens = torch.full((len(lengths), int(lengths.max()) + 2), pad)  # extra padding columns on purpose
-    for i, n in enumerate(lengths):
-        tokens[i, :n] = torch.randint(2, vocab, (int(n),))
-    return tokens, lengths
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("bidirectional, num_layers", [(True, 1), (False, 2), (True, 2)])
-def test_padded_batch_equals_one_sentence_at_a_time(cell, bidirectional, num_layers):
-    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=30, cell=cell, bidirectional=bidirectional,
-                                                   num_layers=num_layers)).eval()
-    tokens, lengths = _batch()
-    batched = model(tokens, lengths)
-    assert batched.shape == (4, 2)
-    for i, n in enumerate(lengths):
-        single = model(tokens[i:i + 1, :n], lengths[i:i + 1])
-        assert torch.allclose(batched[i:i + 1], single, atol=1e-6), f"sentence {i} changed by padding"
-
-
-def test_final_state_is_last_layer_both_directions():
-    """Forward half = last step's forward output; backward half = first step's backward output."""
-    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=30, num_layers=2, bidirectional=True)).eval()
-    tokens, lengths = _batch(lengths=(4,))
-    tokens = tokens[:, :4]
-    vec = model.encode(tokens, lengths)
-    out, _ = model.rnn(model.embedding(tokens))  # (1, T, 2H) from the last layer
-    hidden = model.config.hidden_size
-    assert torch.allclose(vec[:, :hidden], out[:, -1, :hidden], atol=1e-6)
-    assert torch.allclose(vec[:, hidden:], out[:, 0, hidden:], atol=1e-6)
-
-
-def test_classifier_gradients_flow_and_padding_embedding_stays_zero():
-    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=30))
-    tokens, lengths = _batch()
-    nn.functional.cross_entropy(model(tokens, lengths), torch.tensor([0, 1, 0, 1])).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
-    assert torch.all(model.embedding.weight.grad[0] == 0)  # <pad> gets no gradient
-    assert isinstance(model.embedding, nn.Embedding)
-
-
-def test_classifier_short_training_lowers_loss():
-    torch.manual_seed(0)
-    vocab, n = 12, 32
-    lengths = torch.randint(3, 9, (n,))
-    tokens = torch.zeros(n, 8, dtype=torch.long)
-    for i, k in enumerate(lengths):
-        tokens[i, :k] = torch.randint(2, vocab, (int(k),))
-    labels = (tokens == 5).any(dim=1).long()  # "does the sentence contain word 5?"
-    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=vocab, hidden_size=16, embedding_dim=16))
-    losses = adam_losses(model, lambda: nn.functional.cross_entropy(model(tokens, lengths), labels), steps=40, lr=0.02)
-    assert losses[-1] < 0.5 * losses[0]
-
-
-def test_classifier_bad_input():
-    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=30))
-    tokens, lengths = _batch()
-    with pytest.raises(ValueError, match="lengths must lie"):
-        model(tokens, torch.tensor([5, 0, 7, 1]))
-    with pytest.raises(ValueError, match="lengths must have shape"):
-        model(tokens, lengths[:2])
-    with pytest.raises(ValueError, match="integer tensor"):
-        model(tokens.float(), lengths)
-    with pytest.raises(ValueError, match="cell="):
-        RNNClassifierConfig(vocab_size=10, cell="transformer")
-    with pytest.raises(ValueError, match="pad_index"):
-        RNNClassifierConfig(vocab_size=10, pad_index=10)
-
-
-def test_classifier_works_with_captum_layer_integrated_gradients():
-    captum_attr = pytest.importorskip("captum.attr")
-    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=30)).eval()
-    tokens, lengths = _batch(lengths=(5, 3))
-    lig = captum_attr.LayerIntegratedGradients(model, model.embedding)
-    attributions, delta = lig.attribute(tokens, baselines=torch.zeros_like(tokens), target=1,
-                                        additional_forward_args=(lengths,), n_steps=16,
-                                        return_convergence_delta=True)
-    assert attributions.shape == (*tokens.shape, model.config.embedding_dim)
-    assert delta.abs().max() < 0.05
-
-
-# -- the regressor --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
-def test_regressor_shapes_and_training(cell):
-    torch.manual_seed(0)
-    t = torch.arange(80, dtype=torch.float32)
-    series = torch.sin(2 * torch.pi * t / 11)  # an 11-step cycle, like the sunspots'
-    windows = series.unfold(0, 13, 1)  # (N, 13): 12 inputs + the next value
-    x, y = windows[:, :12, None], windows[:, 12:]  # (N, 12, 1), (N, 1)
-    model = SequenceRegressor(SequenceRegressorConfig.tiny(cell=cell, hidden_size=16))
-    assert model(x).shape == (x.shape[0], 1)
-    losses = adam_losses(model, lambda: nn.functional.mse_loss(model(x), y), steps=60, lr=0.02)
-    assert losses[-1] < 0.2 * losses[0]
-
-
-def test_regressor_bad_input():
-    model = SequenceRegressor(SequenceRegressorConfig.tiny())
-    with pytest.raises(ValueError, match="unsqueeze"):
-        model(torch.randn(4, 12))
-    with pytest.raises(ValueError, match="output_size"):
-        SequenceRegressorConfig(output_size=0)

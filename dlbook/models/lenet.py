@@ -16,20 +16,33 @@ differ from the paper are options with the modern default:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from dlbook.models import check_config
+
 
 @dataclass
 class LeNetConfig:
+    """How to build a :class:`LeNet5`; the defaults are the modern form for 28x28 Fashion-MNIST."""
+
     in_channels: int = 1  # grayscale Fashion-MNIST / MNIST
     num_classes: int = 10
     image_size: int = 28  # 28x28 inputs get padding=2 on conv1, as LeNet-5 was built for 32x32
     activation: str = "relu"  # "relu" (modern) or "tanh" (1998)
     pool: str = "max"  # "max" (modern) or "avg" (closer to 1998's subsampling)
     dropout: float = 0.0  # the original had none; small nets on 60k images rarely need it
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("in_channels", "num_classes"), fractions=("dropout",),
+                     choices={"image_size": (28, 32), "activation": ("relu", "tanh"), "pool": ("max", "avg")})
+
+    @classmethod
+    def tiny(cls, **overrides) -> "LeNetConfig":
+        """LeNet-5 is already small (61,706 parameters): the default network, for tests."""
+        return replace(cls(), **overrides)
 
 
 class LeNet5(nn.Module):
@@ -44,8 +57,6 @@ class LeNet5(nn.Module):
     def __init__(self, config: LeNetConfig | None = None):
         super().__init__()
         self.config = cfg = config or LeNetConfig()
-        if cfg.activation not in ("relu", "tanh") or cfg.pool not in ("max", "avg"):
-            raise ValueError(f"activation must be 'relu' or 'tanh' and pool 'max' or 'avg', got {cfg}")
         act = nn.ReLU if cfg.activation == "relu" else nn.Tanh
         pool = nn.MaxPool2d if cfg.pool == "max" else nn.AvgPool2d
         padding = 2 if cfg.image_size == 28 else 0

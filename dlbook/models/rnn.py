@@ -1,4 +1,4 @@
-"""Recurrent neural networks: the vanilla RNN, LSTM and GRU written out, and two ready models.
+"""Recurrent neural networks written out: the vanilla RNN, LSTM and GRU, one time step at a time.
 
 Papers:
     Elman, "Finding Structure in Time", Cognitive Science 14 (1990): the vanilla RNN.
@@ -7,17 +7,14 @@ Papers:
     Statistical Machine Translation", EMNLP 2014: the GRU.
     Werbos, "Backpropagation Through Time: What It Does and How to Do It", Proc. IEEE 78 (1990).
 
-Two halves:
-
-* **The equations, one time step at a time** (:class:`RNNCell`, :class:`LSTMCell`,
-  :class:`GRUCell`) and a loop over time (:class:`Recurrent`). They use PyTorch's
-  parameter names, shapes and gate order, so :func:`copy_weights_from_torch` can load
-  the weights of a one-layer ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` and the outputs
-  match to float precision (the tests check this). They are for reading, not speed.
-* **Models for real data**, built on PyTorch's fused ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``:
-  :class:`RNNClassifier` (tokens → label, for SST-2; padded batches are packed so the
-  padding never reaches the recurrence) and :class:`SequenceRegressor` (a window of a
-  time series → the next value(s), trained with squared loss).
+The equations (:class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`) and a loop over
+time (:class:`Recurrent`, with :class:`RNN`, :class:`LSTM`, :class:`GRU`). They use
+PyTorch's parameter names, shapes and gate order, so :meth:`Recurrent.load_from_torch`
+loads the weights of a one-layer ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` and the outputs
+match to float precision (the tests check this). They are for reading, not speed:
+the models for real data, on PyTorch's fused layers, are in
+:mod:`dlbook.models.rnn_classifier`. :func:`gradient_through_time` measures
+vanishing gradients and :func:`init_forget_gate_bias` opens the LSTM's forget gate.
 
 Example:
     >>> import torch
@@ -30,17 +27,9 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
-
-CELLS = ("lstm", "gru", "rnn")
-
-# --------------------------------------------------------------------------------------
-# The equations, written out
-# --------------------------------------------------------------------------------------
 
 
 class _CellBase(nn.Module):
@@ -239,6 +228,39 @@ class Recurrent(nn.Module):
             outputs.append(self.cell.output(state))
         return torch.stack(outputs, dim=1), state  # (B, T, H)
 
+    @torch.no_grad()
+    def load_from_torch(self, theirs: nn.RNNBase) -> "Recurrent":
+        """Copy the weights of a one-layer, one-direction ``nn.RNN``/``nn.LSTM``/``nn.GRU``; returns ``self``.
+
+        The parameter names, shapes and gate order are PyTorch's, so this is a plain copy
+        of ``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``.
+
+        Example:
+            >>> ref = nn.GRU(3, 4, batch_first=True)
+            >>> ours = GRU(3, 4).load_from_torch(ref)
+            >>> x = torch.randn(2, 5, 3)
+            >>> torch.allclose(ours(x)[0], ref(x)[0], atol=1e-6)
+            True
+        """
+        expected = {nn.RNN: RNNCell, nn.LSTM: LSTMCell, nn.GRU: GRUCell}.get(type(theirs))
+        cell = self.cell
+        if expected is None or not isinstance(cell, expected):
+            raise TypeError(f"cannot copy {type(theirs).__name__} weights into a Recurrent({type(cell).__name__})")
+        if theirs.num_layers != 1 or theirs.bidirectional or getattr(theirs, "proj_size", 0):
+            raise ValueError("load_from_torch handles one layer, one direction, no projection")
+        if isinstance(theirs, nn.RNN) and theirs.nonlinearity != "tanh":
+            raise ValueError(f"nn.RNN(nonlinearity={theirs.nonlinearity!r}); the RNNCell here uses tanh")
+        if (theirs.input_size, theirs.hidden_size) != (cell.input_size, cell.hidden_size):
+            raise ValueError(f"sizes differ: theirs (I={theirs.input_size}, H={theirs.hidden_size}), "
+                             f"ours (I={cell.input_size}, H={cell.hidden_size})")
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            mine, source = getattr(cell, name), getattr(theirs, f"{name}_l0", None)
+            if (mine is None) != (source is None):
+                raise ValueError(f"one of the two layers has no {name}: create both with the same bias=")
+            if mine is not None:
+                mine.copy_(source)
+        return self
+
 
 class RNN(Recurrent):
     """A one-layer vanilla RNN, batch-first: ``Recurrent(RNNCell(input_size, hidden_size))``."""
@@ -259,40 +281,6 @@ class GRU(Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__(GRUCell(input_size, hidden_size, bias))
-
-
-_TORCH_CELL = {nn.RNN: RNNCell, nn.LSTM: LSTMCell, nn.GRU: GRUCell}
-
-
-@torch.no_grad()
-def copy_weights_from_torch(ours: Recurrent, theirs: nn.RNNBase) -> Recurrent:
-    """Load the weights of a one-layer, one-direction ``nn.RNN``/``nn.LSTM``/``nn.GRU`` into ``ours``.
-
-    Example:
-        >>> ref = nn.GRU(3, 4, batch_first=True)
-        >>> ours = copy_weights_from_torch(GRU(3, 4), ref)
-        >>> x = torch.randn(2, 5, 3)
-        >>> torch.allclose(ours(x)[0], ref(x)[0], atol=1e-6)
-        True
-    """
-    expected = _TORCH_CELL.get(type(theirs))
-    if expected is None or not isinstance(ours.cell, expected):
-        raise TypeError(f"cannot copy {type(theirs).__name__} weights into a Recurrent({type(ours.cell).__name__})")
-    if theirs.num_layers != 1 or theirs.bidirectional or getattr(theirs, "proj_size", 0):
-        raise ValueError("copy_weights_from_torch handles one layer, one direction, no projection")
-    if isinstance(theirs, nn.RNN) and theirs.nonlinearity != "tanh":
-        raise ValueError(f"nn.RNN(nonlinearity={theirs.nonlinearity!r}); the RNNCell here uses tanh")
-    if (theirs.input_size, theirs.hidden_size) != (ours.cell.input_size, ours.cell.hidden_size):
-        raise ValueError(f"sizes differ: theirs (I={theirs.input_size}, H={theirs.hidden_size}), "
-                         f"ours (I={ours.cell.input_size}, H={ours.cell.hidden_size})")
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        mine = getattr(ours.cell, name)
-        source = getattr(theirs, f"{name}_l0", None)
-        if (mine is None) != (source is None):
-            raise ValueError(f"one of the two layers has no {name}: create both with the same bias=")
-        if mine is not None:
-            mine.copy_(source)
-    return ours
 
 
 @torch.no_grad()
@@ -356,198 +344,7 @@ def gradient_through_time(layer: nn.Module, x: Tensor) -> Tensor:
     return grad.norm(dim=2).mean(dim=0)  # (B, T, I) -> (T,)
 
 
-# --------------------------------------------------------------------------------------
-# Models for real data
-# --------------------------------------------------------------------------------------
-
-_TORCH_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-def _check_cell(cell: str) -> None:
-    if cell not in CELLS:
-        raise ValueError(f"cell={cell!r}; choose one of {CELLS}")
-
-
-def _last_layer_state(h_n: Tensor, num_layers: int, num_directions: int) -> Tensor:
-    """The last layer's final hidden state, both directions concatenated: ``(B, D * H)``.
-
-    ``h_n`` from ``nn.LSTM``/``nn.GRU``/``nn.RNN`` is ``(L * D, B, H)``, layers outermost.
-    """
-    _, batch, hidden = h_n.shape
-    last = h_n.view(num_layers, num_directions, batch, hidden)[-1]  # (D, B, H)
-    return last.transpose(0, 1).reshape(batch, num_directions * hidden)  # (B, D, H) -> (B, D * H)
-
-
-@dataclass
-class RNNClassifierConfig:
-    """Sizes of an :class:`RNNClassifier`; the defaults suit SST-2 trained from scratch on a CPU.
-
-    Attributes:
-        vocab_size: rows of the embedding table (from the training vocabulary; required).
-        embedding_dim: 128 is plenty for ~15k SST-2 word types without pretrained vectors.
-        hidden_size: per direction; 128 trains in seconds per epoch on two CPU cores.
-        num_layers: 1; a second layer rarely helps on 6,920 sentences.
-        bidirectional: True: a sentence's last word is not its most important one, so a
-            backward pass that ends at the first word gives the classifier both ends.
-        cell: ``"lstm"`` (default), ``"gru"`` or ``"rnn"`` (vanilla tanh RNN).
-        dropout: on the sentence vector before the linear head (and between layers
-            when ``num_layers > 1``); 0.5 as in Kim (2014) for small text sets.
-        pad_index: the padding token's id (``Vocab``'s ``<pad>`` is 0); its embedding stays zero.
-        num_classes: 2 for SST-2, 5 for SST-5.
-    """
-
-    vocab_size: int
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    cell: str = "lstm"
-    dropout: float = 0.5
-    pad_index: int = 0
-    num_classes: int = 2
-
-    def __post_init__(self) -> None:
-        _check_cell(self.cell)
-        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers", "num_classes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RNNClassifierConfig.{name}={getattr(self, name)} must be >= 1")
-        if not 0 <= self.pad_index < self.vocab_size:
-            raise ValueError(f"pad_index={self.pad_index} is outside the vocabulary (size {self.vocab_size})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
-
-    @classmethod
-    def tiny(cls, vocab_size: int = 50, **overrides) -> "RNNClassifierConfig":
-        """A few thousand parameters, for tests."""
-        return replace(cls(vocab_size=vocab_size, embedding_dim=8, hidden_size=6, dropout=0.0), **overrides)
-
-
-class RNNClassifier(nn.Module):
-    """Sentence classifier: embedding → packed LSTM/GRU/RNN → final state → dropout → linear.
-
-    Padded batches are packed with ``pack_padded_sequence(..., enforce_sorted=False)``, so
-    each sentence's recurrence stops at its own last word and a padded batch gives the
-    same logits as one sentence at a time. The embedding is the submodule ``embedding``
-    (the layer Captum's ``LayerIntegratedGradients`` attributes to).
-
-    Args:
-        config: sizes; see :class:`RNNClassifierConfig`.
-
-    Example:
-        >>> model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=20))
-        >>> tokens = torch.tensor([[5, 6, 7], [8, 9, 0]])       # (B, T), 0 = <pad>
-        >>> model(tokens, torch.tensor([3, 2])).shape              # logits (B, C)
-        torch.Size([2, 2])
-    """
-
-    def __init__(self, config: RNNClassifierConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        self.num_directions = 2 if c.bidirectional else 1
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.pad_index)
-        self.rnn = _TORCH_RNN[c.cell](c.embedding_dim, c.hidden_size, num_layers=c.num_layers,
-                                      batch_first=True, bidirectional=c.bidirectional,
-                                      dropout=c.dropout if c.num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(self.num_directions * c.hidden_size, c.num_classes)
-
-    def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """The sentence vector before dropout and the head: ``(B, D * H)``."""
-        lengths = self._check(tokens, lengths)
-        embedded = self.embedding(tokens)  # (B, T, E)
-        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        _, state = self.rnn(packed)
-        h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
-        return _last_layer_state(h_n, self.config.num_layers, self.num_directions)
-
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """Logits ``(B, num_classes)`` for padded ``tokens`` ``(B, T)`` with true ``lengths`` ``(B,)``."""
-        return self.head(self.dropout(self.encode(tokens, lengths)))
-
-    def _check(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be an integer tensor (B, T), got {tuple(tokens.shape)} {tokens.dtype}")
-        lengths = torch.as_tensor(lengths)
-        if lengths.dim() != 1 or lengths.shape[0] != tokens.shape[0]:
-            raise ValueError(f"lengths must have shape ({tokens.shape[0]},) to match tokens, got {tuple(lengths.shape)}")
-        lengths = lengths.to("cpu", torch.int64)  # pack_padded_sequence wants CPU int64
-        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]):
-            raise ValueError(f"lengths must lie in [1, {tokens.shape[1]}] (the padded length); got "
-                             f"min {int(lengths.min())}, max {int(lengths.max())}. Drop empty sentences first.")
-        return lengths
-
-
-@dataclass
-class SequenceRegressorConfig:
-    """Sizes of a :class:`SequenceRegressor`; defaults suit a univariate yearly series of a few hundred points.
-
-    Attributes:
-        input_size: features per time step (1 for a univariate series).
-        hidden_size: 32: a few hundred training windows cannot feed a bigger network.
-        num_layers: 1.
-        cell: ``"gru"`` (default: fewer parameters than an LSTM, trains as well here),
-            ``"lstm"`` or ``"rnn"``.
-        dropout: between layers only (needs ``num_layers > 1``); 0 by default.
-        output_size: how many future values to predict at once (the horizon).
-    """
-
-    input_size: int = 1
-    hidden_size: int = 32
-    num_layers: int = 1
-    cell: str = "gru"
-    dropout: float = 0.0
-    output_size: int = 1
-
-    def __post_init__(self) -> None:
-        _check_cell(self.cell)
-        for name in ("input_size", "hidden_size", "num_layers", "output_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SequenceRegressorConfig.{name}={getattr(self, name)} must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
-
-    @classmethod
-    def tiny(cls, **overrides) -> "SequenceRegressorConfig":
-        """A few hundred parameters, for tests."""
-        return replace(cls(hidden_size=8), **overrides)
-
-
-class SequenceRegressor(nn.Module):
-    """Many-to-one regression: a window ``(B, T, F)`` → the next ``output_size`` values ``(B, output_size)``.
-
-    The recurrent layer reads the window; the last layer's final hidden state goes
-    through a linear head. Train it with squared loss (``nn.MSELoss``) on scaled data.
-
-    Args:
-        config: sizes; see :class:`SequenceRegressorConfig`.
-
-    Example:
-        >>> model = SequenceRegressor(SequenceRegressorConfig.tiny())
-        >>> model(torch.randn(4, 12, 1)).shape
-        torch.Size([4, 1])
-    """
-
-    def __init__(self, config: SequenceRegressorConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        self.rnn = _TORCH_RNN[c.cell](c.input_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
-                                      dropout=c.dropout if c.num_layers > 1 else 0.0)
-        self.head = nn.Linear(c.hidden_size, c.output_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Predictions ``(B, output_size)`` for windows ``x`` of shape ``(B, T, input_size)``."""
-        if x.dim() != 3 or x.shape[2] != self.config.input_size:
-            raise ValueError(f"SequenceRegressor expects (B, T, {self.config.input_size}) inputs, got "
-                             f"{tuple(x.shape)}; a univariate series needs x.unsqueeze(-1)")
-        _, state = self.rnn(x)
-        h_n = state[0] if isinstance(state, tuple) else state  # (L, B, H)
-        return self.head(h_n[-1])
-
-
 __all__ = [
     "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "RNN", "LSTM", "GRU",
-    "copy_weights_from_torch", "gradient_through_time", "init_forget_gate_bias",
-    "RNNClassifierConfig", "RNNClassifier", "SequenceRegressorConfig", "SequenceRegressor",
+    "gradient_through_time", "init_forget_gate_bias",
 ]

@@ -1,4 +1,4 @@
-"""The Transformer encoder, written out: attention, heads, positions, masks, a block, a classifier.
+"""The Transformer encoder, written out: attention, heads, positions, a mask, a block.
 
 Vaswani et al., "Attention Is All You Need", NeurIPS 2017 (arXiv:1706.03762).
 The pre-norm block (LayerNorm before each sub-layer, as in GPT-2 and
@@ -14,11 +14,14 @@ Everything here is plain PyTorch, small enough to read in one sitting:
   wrote ``view(B, H, T, d_k)``, which mixes positions and heads; the chapter shows
   it on a tiny example.)
 * :func:`sinusoidal_positional_encoding` and :class:`PositionalEncoding`;
-* :func:`padding_mask` and :func:`causal_mask` (True = "may attend");
-* :class:`EncoderBlock` -- pre-norm self-attention + feed-forward, residuals;
-* :class:`TransformerClassifier` -- embeddings, positions, N blocks, mean-pool (or a
-  CLS vector), a linear head. ``forward(tokens, lengths)`` like the RNN classifier
-  of chapter 3.2, so both plug into the same ``TextLoader`` and ``Trainer``.
+* :func:`causal_mask` (True = "may attend"); the padding mask is
+  :func:`dlbook.data.text.padding_mask`, next to ``pad_batch``;
+* :class:`EncoderBlock` -- pre-norm self-attention + feed-forward, residuals.
+
+The classifier built from these blocks is
+:class:`dlbook.models.transformer_classifier.TransformerClassifier`. Our modules load
+PyTorch's weights with ``load_from_torch(theirs)`` (the tests compare them with
+``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer``).
 
 Mask convention (the same as ``F.scaled_dot_product_attention``): a boolean mask
 is True where a query may attend to a key. ``nn.MultiheadAttention``'s
@@ -26,34 +29,28 @@ is True where a query may attend to a key. ``nn.MultiheadAttention``'s
 to it.
 
 Example:
-    >>> cfg = TransformerClassifierConfig.tiny(vocab_size=100)
-    >>> model = TransformerClassifier(cfg)
-    >>> tokens = torch.randint(2, 100, (3, 7))
-    >>> model(tokens, torch.tensor([7, 5, 2])).shape
-    torch.Size([3, 2])
+    >>> block = EncoderBlock(d_model=16, num_heads=4, d_ff=32)
+    >>> y, weights = block(torch.randn(2, 7, 16), causal_mask(7))
+    >>> y.shape, weights.shape
+    (torch.Size([2, 7, 16]), torch.Size([2, 4, 7, 7]))
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
     "scaled_dot_product_attention",
     "split_heads",
     "merge_heads",
-    "padding_mask",
     "causal_mask",
     "sinusoidal_positional_encoding",
     "PositionalEncoding",
     "MultiHeadAttention",
     "EncoderBlock",
-    "TransformerClassifierConfig",
-    "TransformerClassifier",
 ]
 
 
@@ -138,29 +135,7 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(B, T, H * d_k)  # (B, T, H, d_k) -> (B, T, d_model)
 
 
-# --------------------------------------------------------------------------- masks
-
-
-def padding_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
-    """A ``(B, T)`` boolean mask, True at real tokens and False at padding.
-
-    Args:
-        lengths: ``(B,)`` integer lengths, each at least 1.
-        max_len: T; defaults to ``lengths.max()``.
-
-    Example:
-        >>> padding_mask(torch.tensor([3, 1]), max_len=4)
-        tensor([[ True,  True,  True, False],
-                [ True, False, False, False]])
-    """
-    if lengths.dim() != 1 or lengths.dtype.is_floating_point:
-        raise ValueError(f"lengths must be a 1-D integer tensor, got shape {tuple(lengths.shape)} {lengths.dtype}")
-    if lengths.numel() and int(lengths.min()) < 1:
-        raise ValueError("every length must be at least 1 (an empty sequence has nothing to attend to)")
-    T = int(lengths.max()) if max_len is None else max_len
-    if lengths.numel() and int(lengths.max()) > T:
-        raise ValueError(f"a length ({int(lengths.max())}) exceeds max_len={T}")
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+# --------------------------------------------------------------------------- mask
 
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> Tensor:
@@ -238,6 +213,7 @@ class MultiHeadAttention(nn.Module):
     Example:
         >>> mha = MultiHeadAttention(16, 4)
         >>> x = torch.randn(2, 5, 16)
+        >>> from dlbook.data.text import padding_mask
         >>> out, w = mha(x, mask=padding_mask(torch.tensor([5, 3]))[:, None, None, :])
         >>> out.shape, w.shape
         (torch.Size([2, 5, 16]), torch.Size([2, 4, 5, 5]))
@@ -361,149 +337,3 @@ class EncoderBlock(nn.Module):
                              (self.linear1, layer.linear1), (self.linear2, layer.linear2)):
             ours.load_state_dict(theirs.state_dict())
         return self
-
-
-# --------------------------------------------------------------------------- classifier
-
-
-@dataclass
-class TransformerClassifierConfig:
-    """A Transformer encoder classifier's shape. The defaults suit SST-2 from scratch on a CPU.
-
-    Attributes:
-        vocab_size: rows of the embedding table (index 0 is ``<pad>``).
-        num_classes: 2 for SST-2, 5 for SST-5.
-        d_model: width; 64 is plenty for 7k training sentences (bigger over-fits faster).
-        num_heads: 4 heads of 16 dimensions each.
-        num_layers: 2 blocks; SST sentences are short (about 20 tokens).
-        d_ff: feed-forward width, 2x d_model (4x is usual; 2x is enough here).
-        dropout: on embeddings, attention weights, both residual branches and before the head.
-        max_len: longest sentence accepted (the positional table's length).
-        pad_index: the padding token id (``dlbook.data.text.Vocab`` uses 0); its embedding stays zero.
-        pooling: ``"mean"`` over non-pad positions, or ``"cls"``: a learned vector prepended
-            to every sentence whose final state is classified (BERT's [CLS]).
-        positional: ``"sinusoidal"`` or ``"none"`` (an order-blind bag of words with attention).
-    """
-
-    vocab_size: int
-    num_classes: int = 2
-    d_model: int = 64
-    num_heads: int = 4
-    num_layers: int = 2
-    d_ff: int = 128
-    dropout: float = 0.1
-    max_len: int = 512
-    pad_index: int = 0
-    pooling: str = "mean"
-    positional: str = "sinusoidal"
-
-    def __post_init__(self) -> None:
-        if self.vocab_size < 2:
-            raise ValueError(f"vocab_size must be at least 2, got {self.vocab_size}")
-        if self.d_model % self.num_heads != 0:
-            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling={self.pooling!r}; use 'mean' or 'cls'")
-        if self.positional not in ("sinusoidal", "none"):
-            raise ValueError(f"positional={self.positional!r}; use 'sinusoidal' or 'none'")
-
-    @classmethod
-    def tiny(cls, vocab_size: int = 50, **overrides) -> "TransformerClassifierConfig":
-        """A very small model for tests and smoke runs (d_model=16, 2 heads, 1 layer)."""
-        fields = dict(vocab_size=vocab_size, d_model=16, num_heads=2, num_layers=1, d_ff=32, max_len=128)
-        fields.update(overrides)
-        return cls(**fields)
-
-
-class TransformerClassifier(nn.Module):
-    """Embed, add positions, run N encoder blocks, pool, classify.
-
-    ``forward(tokens, lengths)`` takes the batches of ``dlbook.data.text.TextLoader``
-    (padded token ids and true lengths) and returns class logits; padding never
-    influences the result (it is masked as a key and left out of the mean).
-
-    Example:
-        >>> model = TransformerClassifier(TransformerClassifierConfig.tiny(vocab_size=50))
-        >>> logits = model(torch.randint(2, 50, (4, 9)), torch.tensor([9, 4, 1, 6]))
-        >>> logits.shape
-        torch.Size([4, 2])
-    """
-
-    def __init__(self, config: TransformerClassifierConfig) -> None:
-        super().__init__()
-        self.config = c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_index)
-        self.cls = nn.Parameter(torch.zeros(1, 1, c.d_model)) if c.pooling == "cls" else None
-        max_len = c.max_len + (1 if c.pooling == "cls" else 0)
-        self.positions = PositionalEncoding(c.d_model, max_len, c.dropout) if c.positional == "sinusoidal" else None
-        self.embed_dropout = nn.Dropout(c.dropout) if self.positions is None else None
-        self.blocks = nn.ModuleList(
-            EncoderBlock(c.d_model, c.num_heads, c.d_ff, c.dropout) for _ in range(c.num_layers)
-        )
-        self.norm = nn.LayerNorm(c.d_model)
-        self.head_dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.d_model, c.num_classes)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Embeddings and linear weights ~ N(0, 0.02) (GPT-2), biases 0; the pad row stays 0."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
-        with torch.no_grad():
-            self.embedding.weight[self.config.pad_index].zero_()
-        if self.cls is not None:
-            nn.init.normal_(self.cls, std=0.02)
-
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``tokens (B, T)`` int64 ids, ``lengths (B,)`` -> logits ``(B, num_classes)``."""
-        return self.head(self.head_dropout(self.encode(tokens, lengths)))
-
-    def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """The sentence vector before dropout and the head: ``(B, d_model)``."""
-        return self._run(tokens, lengths)[0]
-
-    def attention_maps(self, tokens: Tensor, lengths: Tensor) -> list[Tensor]:
-        """The attention weights of every layer: a list of ``num_layers`` tensors ``(B, H, T', T')``.
-
-        ``T' = T + 1`` with ``pooling="cls"`` (the CLS vector is position 0). Call it in
-        ``eval()`` mode to see the weights without dropout.
-        """
-        return self._run(tokens, lengths)[1]
-
-    def _run(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The pooled sentence vector and the per-layer attention weights."""
-        c = self.config
-        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be (B, T) integer ids, got shape {tuple(tokens.shape)} {tokens.dtype}")
-        if lengths.shape != (tokens.size(0),):
-            raise ValueError(f"lengths must be ({tokens.size(0)},) to match tokens, got {tuple(lengths.shape)}")
-        B, T = tokens.shape
-        if T > c.max_len:
-            raise ValueError(
-                f"sequence length {T} exceeds max_len={c.max_len}; raise TransformerClassifierConfig.max_len"
-            )
-        keep = padding_mask(lengths.to(tokens.device), max_len=T)  # (B, T)
-        x = self.embedding(tokens)  # (B, T, d_model)
-        if self.cls is not None:
-            x = torch.cat([self.cls.expand(B, 1, c.d_model), x], dim=1)  # (B, 1 + T, d_model)
-            keep = torch.cat([keep.new_ones(B, 1), keep], dim=1)  # (B, 1 + T)
-        x = self.positions(x) if self.positions is not None else self.embed_dropout(x)
-        mask = keep[:, None, None, :]  # (B, 1, 1, T'): every query sees the real keys only
-        maps = []
-        for block in self.blocks:
-            x, weights = block(x, mask)
-            maps.append(weights)
-        x = self.norm(x)  # (B, T', d_model)
-        if self.cls is not None:
-            pooled = x[:, 0]  # (B, d_model)
-        else:
-            w = keep.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-            pooled = (x * w).sum(dim=1) / w.sum(dim=1)  # (B, d_model)
-        return pooled, maps
-
-    def num_parameters(self) -> int:
-        """The number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

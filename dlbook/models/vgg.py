@@ -34,10 +34,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
+
+from dlbook.models import check_config
 
 # A number is a 3x3 convolution with that many output channels; "M" is a 2x2 max-pool.
 # The letters are the paper's Table 1 columns (and torchvision's keys).
@@ -65,15 +67,21 @@ class VGGConfig:
     width: float = 1.0  # multiplies every conv's channels: 1.0 is VGG; smaller only for fast tests
     init: str = "kaiming"  # "kaiming" (He et al. 2015, torchvision's VGG init) or "default" (PyTorch's)
 
+    def __post_init__(self) -> None:
+        if self.depth not in CFGS:
+            raise ValueError(f"depth={self.depth}; VGG has depth 11, 13, 16 or 19 (the paper's A, B, D, E)")
+        check_config(self, positive=("in_channels", "num_classes"), fractions=("dropout",),
+                     choices={"init": ("kaiming", "default")})
+        if not self.width > 0 or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"VGGConfig: width={self.width} must be > 0 and hidden={self.hidden} positive ints")
+
     @classmethod
     def tiny(cls, **overrides) -> "VGGConfig":
         """A VGG-11 with 1/8 of the channels and a 32-unit head: same structure, for tests."""
-        return cls(**{"width": 0.125, "hidden": (32,), **overrides})
+        return replace(cls(width=0.125, hidden=(32,)), **overrides)
 
     def layer_cfg(self) -> list[int | str]:
         """The configuration list for this depth, with channels scaled by ``width``."""
-        if self.depth not in CFGS:
-            raise ValueError(f"depth={self.depth}; VGG has depth 11, 13, 16 or 19 (the paper's A, B, D, E)")
         return [v if v == "M" else max(1, round(v * self.width)) for v in CFGS[self.depth]]
 
 
@@ -125,10 +133,6 @@ class VGG(nn.Module):
     def __init__(self, config: VGGConfig | None = None):
         super().__init__()
         self.config = cfg = config or VGGConfig()
-        if cfg.init not in ("kaiming", "default"):
-            raise ValueError(f"init={cfg.init!r}; use 'kaiming' or 'default'")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ValueError(f"dropout={cfg.dropout}; a probability in [0, 1)")
         layer_cfg = cfg.layer_cfg()
         self.features = make_layers(layer_cfg, cfg.in_channels, cfg.batch_norm)
         self.num_pools = layer_cfg.count("M")
