@@ -167,3 +167,23 @@ def test_loader_and_transforms_keep_batches_on_the_gpu():
     assert sorted(torch.cat([yb for _, yb in batches]).tolist()) == list(range(300))
     cpu = TensorLoader(x.cpu(), y.cpu(), batch_size=128, shuffle=True)
     assert [yb.tolist() for _, yb in cpu] == [yb.tolist() for _, yb in batches]  # same order on any device
+
+
+def test_cutout_blanks_one_square_per_image():
+    """Chapter 4.1's recipe (ported from tests/test_vgg.py when Cutout moved from data/pipeline.py)."""
+    from dlbook.data import Cutout
+
+    x = torch.ones(500, 3, 32, 32)
+    out = Cutout(8, generator=torch.Generator().manual_seed(0))(x)
+    blanked = (out == 0).all(dim=1)  # (B, H, W): every channel blanked together
+    per_image = blanked.flatten(1).sum(1)
+    assert per_image.max() == 64 and per_image.min() >= 16  # a full 8x8 square, or clipped at a corner
+    rows, cols = blanked.any(2), blanked.any(1)  # the blanked pixels form one rectangle
+    assert torch.equal(per_image, rows.sum(1) * cols.sum(1))
+    assert torch.equal(x, torch.ones_like(x))  # the input is not modified
+    assert torch.equal(Cutout(8, p=0.0)(x), x)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        Cutout(8)(torch.ones(3, 32, 32))
+    with pytest.raises(ValueError, match="size=0"):
+        Cutout(0)
+    assert "Cutout(size=8" in repr(Compose([to_float, Cutout(8)]))

@@ -13,7 +13,7 @@ Modules:
     cifar10     CIFAR-10 (JPEG offline copy or the original python tarball), decoded once and cached
     sst         the Stanford Sentiment Treebank, SST-2 and SST-5
     loaders     ``TensorLoader``: in-memory batching
-    transforms  batch transforms on ``(B, C, H, W)`` tensors and normalisation constants
+    transforms  batch transforms on ``(B, C, H, W)`` tensors (crop, flip, ``Cutout``, normalise) and constants
     splits      ``stratified_split``
     text        ``tokenize``, ``Vocab``, ``pad_batch``, ``TextLoader``; reading a padded batch:
                 ``PAD_INDEX``, ``check_token_batch``, ``padding_mask``, ``masked_mean``
@@ -35,7 +35,7 @@ from dlbook.data.sst import SST2_CLASSES, SST5_CLASSES, load_sst
 from dlbook.data.text import (PAD_INDEX, TextLoader, Vocab, check_token_batch, masked_mean, pad_batch, padding_mask,
                               tokenize)
 from dlbook.data.transforms import (CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, Compose,
-                                    Normalize, RandomCrop, RandomHorizontalFlip, to_float)
+                                    Cutout, Normalize, RandomCrop, RandomHorizontalFlip, to_float)
 from dlbook.data.vision import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "CIFAR10_CLASSES", "SST2_CLASSES", "SST5_CLASSES",
     "TensorLoader", "TextLoader", "Vocab", "tokenize", "pad_batch", "stratified_split",
     "PAD_INDEX", "check_token_batch", "padding_mask", "masked_mean",
-    "to_float", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Compose",
+    "to_float", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Cutout", "Compose",
     "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
     "DataError", "MissingDataError", "DownloadError", "CacheWriteError", "CorruptDataError", "ChecksumError",
     "cache_dir", "data_dirs",
