@@ -128,20 +128,3 @@ def test_bad_input_is_explained():
         vgg11(dropout=1.0)
     with pytest.raises(ValueError, match="bad entry"):
         make_layers([64, "P"])
-
-
-def test_cutout_blanks_one_square_per_image():
-    """Chapter 4.1's recipe: dlbook.data.pipeline.Cutout, a batch transform."""
-    from dlbook.data.pipeline import Cutout
-
-    x = torch.ones(500, 3, 32, 32)
-    out = Cutout(8, generator=torch.Generator().manual_seed(0))(x)
-    blanked = (out == 0).all(dim=1)  # (B, H, W): every channel blanked together
-    per_image = blanked.flatten(1).sum(1)
-    assert per_image.max() == 64 and per_image.min() >= 16  # a full 8x8 square, or clipped at a corner
-    rows, cols = blanked.any(2), blanked.any(1)  # the blanked pixels form one rectangle
-    assert torch.equal(per_image, rows.sum(1) * cols.sum(1))
-    assert torch.equal(x, torch.ones_like(x))  # the input is not modified
-    assert torch.equal(Cutout(8, p=0.0)(x), x)
-    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-        Cutout(8)(torch.ones(3, 32, 32))
