@@ -45,6 +45,14 @@ class Callback:
     def load_state_dict(self, state: dict) -> None: ...
 
 
+def _monitored(record: dict, monitor: str, who: str) -> float:
+    """The monitored value of an epoch record, or a KeyError that says how to get it."""
+    if monitor not in record:
+        raise KeyError(f"{who} monitors {monitor!r}, but the epoch record has only {sorted(record)}; "
+                       "pass a val_loader to fit() or monitor another key")
+    return record[monitor]
+
+
 def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
@@ -76,10 +84,7 @@ class EarlyStopping(Callback):
 
     def on_train_epoch_end(self, trainer, model) -> None:
         record = trainer.history.records[-1]
-        if self.monitor not in record:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, but the epoch record has only "
-                           f"{sorted(record)}; pass a val_loader to fit() or monitor another key")
-        value = record[self.monitor]
+        value = _monitored(record, self.monitor, "EarlyStopping")
         if _better(self.mode, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, record["epoch"], 0
             if self.restore_best:
@@ -141,10 +146,7 @@ class Checkpoint(Callback):
         record = trainer.history.records[-1]
         epoch = record["epoch"]
         if self.monitor is not None:
-            if self.monitor not in record:
-                raise KeyError(f"Checkpoint monitors {self.monitor!r}, but the epoch record has only "
-                               f"{sorted(record)}; pass a val_loader to fit() or monitor another key")
-            value = record[self.monitor]
+            value = _monitored(record, self.monitor, "Checkpoint")
             if math.isfinite(value) and _better(self.mode, value, self.best, 0.0):
                 self.best = value
                 trainer.save_checkpoint(self.best_path)
