@@ -3,13 +3,19 @@
 Chapters import it; nothing here is generated from notebooks. Importing it has
 no side effects: no downloads, no prints, no global seeds.
 
-Sub-packages:
+Sub-packages and modules:
     budget      the ``DLBOOK_BUDGET`` switch (``full`` for readers, ``smoke`` for CI)
-    data        datasets (offline copy, cache, download, checksum), transforms, text
-    models      lenet, vgg, rnn, transformer: one model family per file
-    train       Trainer, callbacks, precision and device
+    data        datasets (offline copy, cache, verified download), transforms, splits, text and token batches
+    models      lenet, vgg, rnn, rnn_classifier, transformer, transformer_classifier, pretrained
+    train       Trainer, callbacks, checkpoints, inference (``predict``, ``eval_mode``), optimiser groups,
+                schedules, precision and device
+    interpret   Captum attributions: ``interpret.text`` (words) and ``interpret.image`` (pixels)
+    behaviour   behavioural tests of text classifiers and the ``TextPredictor`` they call
     metrics     accuracy, precision, recall, F1, confusion matrix
-    viz         curves, image grids, confusion matrices
+    viz         curves, image grids, confusion matrices, attribution overlays and word highlights
+    widgets     interactive explorers for the rendered book
+    timing      wall time, latency percentiles and throughput, for chapters and benchmarks alike
+    files       the one atomic write, and checked files (checkpoints, caches) that carry their SHA-256
     notebook    the setup cell and the provenance a notebook records
 """
 

@@ -57,7 +57,7 @@ class Run:
         return self.budget == "smoke"
 
     def pick(self, full, smoke):
-        """``full`` or ``smoke`` by this run's budget (see :func:`dlbook.budget.pick`)."""
+        """``full`` or ``smoke`` by this run's budget (``DLBOOK_BUDGET``, read by :func:`dlbook.budget.current`)."""
         return smoke if self.smoke else full
 
     @property

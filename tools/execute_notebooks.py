@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dlbook.files import atomic_write  # noqa: E402
 from dlbook.notebook import (  # noqa: E402
     LABELS_MIME,
     MACHINE_PATH,
@@ -179,11 +179,8 @@ def write_checked(nb, path: Path) -> None:
         context = text[max(0, hit.start() - 120): hit.end() + 80].replace("\\n", "\n")
         raise SystemExit(f"{path}: outputs contain a path of this machine ({hit.group(0)}...):\n{context}\n"
                          "Silence or rewrite the warning or print that shows it, then run again.")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a notebook is an ordinary readable file
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def main(argv=None) -> int:
