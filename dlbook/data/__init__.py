@@ -14,7 +14,9 @@ Modules:
     sst         the Stanford Sentiment Treebank, SST-2 and SST-5
     loaders     ``TensorLoader``: in-memory batching
     transforms  batch transforms on ``(B, C, H, W)`` tensors (crop, flip, ``Cutout``, normalise) and constants
-    splits      ``stratified_split``
+    splits      ``stratified_split``, ``group_split`` (no group straddles), ``time_split``
+    duplicates  perceptual hashes and nearest-neighbour search for near-duplicates and leakage
+    label_errors  confident learning: likely label errors from out-of-fold probabilities
     text        ``tokenize``, ``Vocab``, ``pad_batch``, ``TextLoader``; reading a padded batch:
                 ``PAD_INDEX``, ``check_token_batch``, ``padding_mask``, ``masked_mean``
 
@@ -30,7 +32,10 @@ from dlbook.data.cifar10 import (CIFAR10_CLASSES, CIFAR10Images, cifar10_image_d
 from dlbook.data.loaders import TensorLoader
 from dlbook.data.sources import (CacheWriteError, ChecksumError, CorruptDataError, DataError, DownloadError, MissingDataError,
                                  cache_dir, data_dirs)
-from dlbook.data.splits import stratified_split
+from dlbook.data.duplicates import (average_hash, close_pairs, difference_hash, duplicate_groups,
+                                    nearest_by_embedding, nearest_by_hash)
+from dlbook.data.label_errors import confident_joint, find_label_issues
+from dlbook.data.splits import group_split, stratified_split, time_split
 from dlbook.data.sst import SST2_CLASSES, SST5_CLASSES, load_sst
 from dlbook.data.text import (PAD_INDEX, TextLoader, Vocab, check_token_batch, masked_mean, pad_batch, padding_mask,
                               tokenize)
@@ -42,7 +47,9 @@ __all__ = [
     "load_fashion_mnist", "load_mnist", "load_cifar10", "load_sst", "cifar10_image_dataset", "cifar10_source",
     "decode_cifar10_archive", "CIFAR10Images",
     "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "CIFAR10_CLASSES", "SST2_CLASSES", "SST5_CLASSES",
-    "TensorLoader", "TextLoader", "Vocab", "tokenize", "pad_batch", "stratified_split",
+    "TensorLoader", "TextLoader", "Vocab", "tokenize", "pad_batch", "stratified_split", "group_split", "time_split",
+    "average_hash", "difference_hash", "nearest_by_hash", "nearest_by_embedding", "close_pairs", "duplicate_groups",
+    "confident_joint", "find_label_issues",
     "PAD_INDEX", "check_token_batch", "padding_mask", "masked_mean",
     "to_float", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Cutout", "Compose",
     "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",

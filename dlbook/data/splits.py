@@ -46,14 +46,7 @@ def stratified_split(labels: torch.Tensor | np.ndarray | Sequence[int], val_frac
     y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     y = y.reshape(-1).astype(np.int64)
     n = len(y)
-    if (val_fraction is None) == (val_size is None):
-        raise ValueError("give exactly one of val_fraction (e.g. 0.1) and val_size (e.g. 5000)")
-    if val_fraction is not None:
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction={val_fraction}; it must be in (0, 1)")
-        val_size = int(round(val_fraction * n))
-    if not 1 <= int(val_size) < n:
-        raise ValueError(f"val_size={val_size}; it must be in [1, {n - 1}] for {n} examples")
+    val_size = _val_size(n, val_fraction, val_size)
     # numpy, not torch: these are tiny integer ops, and torch's thread pool only slows them down
     classes, counts = np.unique(y, return_counts=True)
     quota = counts * val_size / n

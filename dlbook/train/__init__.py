@@ -3,7 +3,7 @@
 Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR schedules),
 ``checkpoint`` (what a checkpoint holds, checked resume), ``inference`` (``eval_mode``, ``predict``),
 ``device`` (device and precision), ``optim`` (weight-decay parameter groups), ``schedules``
-(``linear_warmup_decay``), ``history`` (per-epoch records). Timing helpers are in :mod:`dlbook.timing`.
+(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records). Timing helpers are in :mod:`dlbook.timing`.
 """
 
 from dlbook.train.callbacks import Callback, Checkpoint, EarlyStopping, LRSchedule
@@ -11,12 +11,13 @@ from dlbook.train.device import (autocast, autocast_dtype, cpu_supports_bf16, de
                                  seed_everything, to_device)
 from dlbook.train.history import History
 from dlbook.train.inference import eval_mode, predict
+from dlbook.train.lr_finder import LRRangeResult, lr_range_test
 from dlbook.train.optim import param_groups
 from dlbook.train.schedules import linear_warmup_decay
 from dlbook.train.trainer import Trainer
 
 __all__ = [
-    "Callback", "Checkpoint", "EarlyStopping", "History", "LRSchedule", "Trainer", "autocast", "autocast_dtype",
-    "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "linear_warmup_decay", "param_groups",
+    "Callback", "Checkpoint", "EarlyStopping", "History", "LRRangeResult", "LRSchedule", "Trainer", "autocast", "autocast_dtype",
+    "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "linear_warmup_decay", "lr_range_test", "param_groups",
     "predict", "seed_everything", "to_device",
 ]
