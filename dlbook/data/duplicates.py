@@ -65,14 +65,20 @@ def _pack(bits: torch.Tensor) -> torch.Tensor:
     return (flat.view(flat.shape[0], -1, 8) * weights).sum(-1).to(torch.uint8)   # (N, n_bytes)
 
 
+def _rows(t, name: str, dtype_ok, expected: str) -> torch.Tensor:
+    """``t`` as a non-empty 2-D tensor whose dtype passes ``dtype_ok``, or a ValueError saying ``expected``."""
+    t = torch.as_tensor(t)
+    if t.dim() != 2 or not dtype_ok(t):
+        raise ValueError(f"{name} has shape {tuple(t.shape)} and dtype {t.dtype}; {expected}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty: pass at least one row")
+    return t
+
+
 def _signs(hashes, name: str) -> torch.Tensor:
     """uint8 packed hashes ``(N, n_bytes)`` -> float32 ``(N, 8 * n_bytes)`` of +-1."""
-    h = torch.as_tensor(hashes)
-    if h.dtype != torch.uint8 or h.dim() != 2:
-        raise ValueError(f"{name} has dtype {h.dtype} and shape {tuple(h.shape)}; pass the uint8 (N, n_bytes) "
-                         "rows that average_hash or difference_hash return")
-    if h.shape[0] == 0:
-        raise ValueError(f"{name} is empty: pass at least one hash")
+    h = _rows(hashes, name, lambda t: t.dtype == torch.uint8,
+              "pass the uint8 (N, n_bytes) rows that average_hash or difference_hash return")
     shifts = torch.arange(7, -1, -1, device=h.device)
     bits = (h.long().unsqueeze(-1) >> shifts) & 1                 # (N, n_bytes, 8)
     return bits.reshape(h.shape[0], -1).float() * 2 - 1           # (N, B)
@@ -103,14 +109,8 @@ def average_hash(images, hash_size: int = 8) -> torch.Tensor:
 def difference_hash(images, hash_size: int = 8) -> torch.Tensor:
     """dHash: shrink to ``hash_size`` rows of ``hash_size + 1`` gray pixels; a bit is 1 where a pixel outshines its left one.
 
-    It encodes gradients rather than brightness, so it survives a global change of exposure.
-
-    Args:
-        images: uint8 ``(N, C, H, W)`` with C = 1 or 3, or ``(N, H, W)``.
-        hash_size: rows of the grid; the hash has ``hash_size ** 2`` bits.
-
-    Returns:
-        uint8 ``(N, ceil(hash_size ** 2 / 8))``: the packed bits.
+    It encodes gradients rather than brightness, so it survives a global change of exposure. It takes
+    the same ``images`` and ``hash_size`` as :func:`average_hash` and returns packed bits of the same size.
 
     Example:
         >>> ramp = torch.arange(0, 180, 10, dtype=torch.uint8).repeat(18, 1)[None]   # brighter to the right
@@ -227,13 +227,8 @@ def nearest_by_embedding(query, index, *, k: int = 1, chunk: int = 1024,
 
 
 def _embeddings(e, name: str) -> torch.Tensor:
-    e = torch.as_tensor(e)
-    if e.dim() != 2 or not e.is_floating_point():
-        raise ValueError(f"{name} has shape {tuple(e.shape)} and dtype {e.dtype}; pass float features (N, D) "
-                         "(flatten images or pooled feature maps with x.flatten(1))")
-    if e.shape[0] == 0:
-        raise ValueError(f"{name} is empty: pass at least one row")
-    e = e.float()
+    e = _rows(e, name, torch.Tensor.is_floating_point,
+              "pass float features (N, D) (flatten images or pooled feature maps with x.flatten(1))").float()
     norms = e.norm(dim=1)
     if not torch.isfinite(norms).all() or (norms == 0).any():
         bad = torch.nonzero(~torch.isfinite(norms) | (norms == 0)).flatten()[:5].tolist()
