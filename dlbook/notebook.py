@@ -173,15 +173,27 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def format_value(value) -> str:
-    """A fraction in [0, 1] as a percentage, other floats to 4 significant digits, ints with thousands commas."""
+def format_value(value, percent: bool = False) -> str:
+    """A float as a percentage when ``percent``, else to 4 significant digits; ints with thousands commas.
+
+    Example:
+        >>> format_value(0.9116, percent=True), format_value(0.5), format_value(1e-3), format_value(61706)
+        ('91.16%', '0.5', '0.001', '61,706')
+    """
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.2%}" if 0 <= value <= 1 else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        if percent:
+            return f"{value:.2%}"
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+# Keys whose value is a share of a whole, shown as a percentage ("test_accuracy" 0.9116 -> 91.16%). Only
+# these: a dropout of 0.5 or a learning rate of 0.01 is a number, not 50% or 1%.
+PERCENT_SUFFIXES = ("accuracy", "_f1", "_rate", "_fraction", "_below_naive")
 
 
 # Unit suffixes of result keys: how the value is shown, and the suffix dropped from the words.
@@ -196,7 +208,8 @@ _UNITS = {
 def format_result(key: str, value, label: str | None = None) -> str:
     """The words a page shows for one recorded result: ``"label: value"``.
 
-    Without a label the key's words are used, and a unit suffix becomes the unit.
+    Without a label the key's words are used, and a unit suffix becomes the unit. A key ending in
+    one of :data:`PERCENT_SUFFIXES` is a share, shown as a percentage; other numbers are shown as they are.
 
     Example:
         >>> format_result("train_time_min", 41.1)
@@ -205,12 +218,15 @@ def format_result(key: str, value, label: str | None = None) -> str:
         'longest sequence T: 2,048'
         >>> format_result("test_accuracy", 0.9116)
         'test accuracy: 91.16%'
+        >>> format_result("rnn_embedding_dropout", 0.5, "embedding dropout")
+        'embedding dropout: 0.5'
     """
     for suffix, show in _UNITS.items():
         if key.lower().endswith(suffix) and isinstance(value, (int, float)) and not isinstance(value, bool):
             words = label or key[: -len(suffix)].replace("_", " ")
             return f"{words}: {show(value)}"
-    return f"{label or key.replace('_', ' ')}: {format_value(value)}"
+    percent = key.lower().endswith(PERCENT_SUFFIXES)
+    return f"{label or key.replace('_', ' ')}: {format_value(value, percent=percent)}"
 
 
 def dlbook_sha256(package_dir: str | Path = PACKAGE_DIR) -> str:

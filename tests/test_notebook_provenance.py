@@ -119,6 +119,16 @@ def test_format_result_reads_units_and_labels():
         "attention time at the longest T: 127.6 ms"
 
 
+def test_only_shares_are_shown_as_percentages():
+    """A dropout of 0.5 or a learning rate of 0.01 is a number: 4.2's note once said "embedding dropout: 50.00%"."""
+    assert format_result("rnn_embedding_dropout", 0.5, "BiLSTM embedding dropout") == "BiLSTM embedding dropout: 0.5"
+    assert format_result("lr_range_suggested_lr", 0.003) == "lr range suggested lr: 0.003"
+    assert format_result("finetuned_test_accuracy", 0.8764) == "finetuned test accuracy: 87.64%"
+    assert format_result("macro_f1", 0.8085) == "macro f1: 80.85%"
+    assert format_result("duplicate_test_fraction", 0.033) == "duplicate test fraction: 3.30%"
+    assert format_result("behaviour_pass_rate", 0.8134, "behavioural tests passed") == "behavioural tests passed: 81.34%"
+
+
 def test_record_takes_labels_and_rejects_bad_ones(capsys):
     record(train_time_s=198.7, test_accuracy=0.9116, labels={"train_time_s": "training time"})
     out = capsys.readouterr().out
