@@ -15,7 +15,6 @@ from torch import nn
 from dlbook.data.text import TextLoader, masked_mean, pad_batch, padding_mask
 from dlbook.interpret import class_scores, word_attributions
 from dlbook.models import count_parameters
-from dlbook.train.schedules import linear_warmup_decay  # formerly in pretrained.py; 4.2 fine-tunes with it
 from dlbook.models.pretrained import (HUB_NAME, EncoderClassifier, EncoderClassifierConfig, describe_source,
                                       encode_texts, encoder_source, load_encoder,
                                       load_tokenizer, sentence_embeddings)
@@ -79,20 +78,6 @@ def test_mean_pool_ignores_padding_and_mask_from_lengths(tiny):
     with torch.no_grad():
         states = tiny.encoder(input_ids=tokens, attention_mask=padding_mask(lengths).long()).last_hidden_state
         assert torch.allclose(tiny.encode(tokens, lengths)[1], states[1, :3].mean(0), atol=1e-6)
-
-
-def test_linear_warmup_decay_schedule_and_errors():
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=2.0)
-    sched = linear_warmup_decay(opt, warmup_steps=4, total_steps=10)
-    lrs = []
-    for _ in range(11):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[0] == 0 and lrs[4] == pytest.approx(2.0) and lrs[10] == 0
-    assert all(a <= b for a, b in zip(lrs[:4], lrs[1:5])) and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
-    with pytest.raises(ValueError, match="warmup_steps"):
-        linear_warmup_decay(opt, warmup_steps=11, total_steps=10)
 
 
 def test_sentence_embeddings_keep_loader_order(tiny):
