@@ -7,7 +7,7 @@ Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR 
 """
 
 from dlbook.train.callbacks import Callback, Checkpoint, EarlyStopping, LRSchedule
-from dlbook.train.device import (autocast, autocast_dtype, cpu_supports_bf16, default_device, describe_device,
+from dlbook.train.device import (autocast, autocast_dtype, call_model, cpu_supports_bf16, default_device, describe_device,
                                  seed_everything, to_device)
 from dlbook.train.history import History
 from dlbook.train.inference import eval_mode, predict
@@ -17,7 +17,7 @@ from dlbook.train.schedules import linear_warmup_decay
 from dlbook.train.trainer import Trainer
 
 __all__ = [
-    "Callback", "Checkpoint", "EarlyStopping", "History", "LRRangeResult", "LRSchedule", "Trainer", "autocast", "autocast_dtype",
+    "Callback", "Checkpoint", "EarlyStopping", "History", "LRRangeResult", "LRSchedule", "Trainer", "autocast", "autocast_dtype", "call_model",
     "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "linear_warmup_decay", "lr_range_test", "param_groups",
     "predict", "seed_everything", "to_device",
 ]

@@ -6,7 +6,7 @@ cards, and ``None`` (plain float32) otherwise. A ``GradScaler`` is needed only
 for float16 (nanoGPT's ``train.py`` does the same). ``precision`` (``"auto"``,
 ``"bf16"``, ``"fp16"``, ``"fp32"``) is the one name for this choice across the
 package; :func:`autocast_dtype` turns it into a dtype. :func:`to_device` moves
-(nested) batches.
+(nested) batches and :func:`call_model` calls a model on them.
 """
 
 from __future__ import annotations
@@ -86,6 +86,19 @@ def to_device(obj, device: torch.device | str, channels_last: bool = False):
     if isinstance(obj, dict):
         return {k: to_device(v, device, channels_last) for k, v in obj.items()}
     return obj
+
+
+def call_model(model, inputs):
+    """Run ``model`` on a batch's inputs: ``model(*inputs)`` for a tuple or list, else ``model(inputs)``.
+
+    This is the package's one batch convention: a batch is ``(inputs, targets)``, and
+    ``inputs`` may be a tuple such as ``(tokens, lengths)`` for a recurrent model.
+
+    Example:
+        >>> call_model(lambda a, b: a + b, (torch.ones(1), torch.ones(1)))
+        tensor([2.])
+    """
+    return model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
 
 
 def describe_device(device: torch.device | str | None = None) -> str:

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from dlbook.train.device import autocast, autocast_dtype, to_device
+from dlbook.train.device import autocast, autocast_dtype, call_model, to_device
 
 
 class EmptyLoaderError(ValueError):
@@ -104,7 +104,7 @@ def predict(model: nn.Module, loader: Iterable, *, device: torch.device | str | 
 
     def forward(inputs):
         with autocast(device, dtype):
-            out = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+            out = call_model(model, inputs)
         return out.float()
 
     outputs, targets = [], []

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dlbook.timing import forever
-from dlbook.train.device import autocast, autocast_dtype, to_device
+from dlbook.train.device import autocast, autocast_dtype, call_model, to_device
 
 
 @dataclass
@@ -164,7 +164,7 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: C
             inputs, targets = next(batches)
             inputs, targets = to_device(inputs, device), to_device(targets, device)
             with autocast(device, amp_dtype):
-                outputs = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+                outputs = call_model(model, inputs)
                 loss = loss_fn(outputs, targets)
             value = float(loss.detach())
             if not math.isfinite(value):

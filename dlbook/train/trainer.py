@@ -26,7 +26,7 @@ from torch import nn
 
 from dlbook.train import checkpoint as ckpt
 from dlbook.train.callbacks import Callback, Checkpoint
-from dlbook.train.device import autocast, autocast_dtype, default_device, to_device
+from dlbook.train.device import autocast, autocast_dtype, call_model, default_device, to_device
 from dlbook.train.history import History
 from dlbook.train.inference import EmptyLoaderError, predict
 
@@ -143,7 +143,7 @@ class Trainer:
             inputs = to_device(inputs, self.device, self.channels_last)
             targets = to_device(targets, self.device)
             with autocast(self.device, self._amp_dtype):
-                outputs = self._forward(inputs)
+                outputs = call_model(self.model, inputs)
                 loss = self.loss_fn(outputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -190,9 +190,6 @@ class Trainer:
             out, tgt = torch.cat(outputs_all), torch.cat(targets_all)
             record.update({f"train_{k}": float(fn(out, tgt)) for k, fn in self.metrics.items()})
         return record
-
-    def _forward(self, inputs):
-        return self.model(*inputs) if isinstance(inputs, (tuple, list)) else self.model(inputs)
 
     def predict(self, loader, tta=None) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`dlbook.train.predict` with this trainer's device, precision and memory format."""
