@@ -1,20 +1,18 @@
-"""The docstring examples of the models, interpret, viz and behaviour modules run and print what they say."""
+"""The docstring examples of every dlbook module run and print what they say."""
 
 import doctest
 import importlib
+import pkgutil
 
 import matplotlib
 import pytest
 
+import dlbook
+
 matplotlib.use("Agg")
 
-MODULES = [
-    "dlbook.models", "dlbook.models.rnn", "dlbook.models.rnn_classifier", "dlbook.models.transformer",
-    "dlbook.models.transformer_classifier", "dlbook.models.pretrained", "dlbook.models.vgg", "dlbook.models.lenet",
-    "dlbook.interpret", "dlbook.interpret._common", "dlbook.interpret.text", "dlbook.interpret.image", "dlbook.viz",
-    "dlbook.behaviour", "dlbook.behaviour.predictor", "dlbook.behaviour.suite", "dlbook.behaviour.sst",
-    "dlbook.metrics",
-]
+# Every module of the package, found by walking it, so a new module's examples run without a list to edit.
+MODULES = sorted(m.name for m in pkgutil.walk_packages(dlbook.__path__, "dlbook."))
 
 
 @pytest.mark.parametrize("name", MODULES)
