@@ -3,6 +3,7 @@
 #   make test   unit tests, every chapter notebook in the smoke budget (nbval), the book build and browser tests
 # And for maintainers:
 #   make notebook NB=chapters/ch3_1_cnn.ipynb   re-run a chapter in the full budget and record its provenance
+#   make bench          every benchmark in full (hours), into benchmarks/results and benchmarks/RESULTS.md
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NB     ?= chapters/*.ipynb
 
-.PHONY: book test unit notebook clean
+.PHONY: book test unit notebook bench bench-quick clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,12 @@ unit: $(STAMP)
 
 notebook: $(STAMP)  # needs DLBOOK_DATA where there is no internet (e.g. DLBOOK_DATA=../shared/data)
 	flock /tmp/dlbook-cpu.lock $(PY) tools/execute_notebooks.py $(NB)
+
+bench: $(STAMP)  # needs DLBOOK_DATA where there is no internet; a quiet machine: see benchmarks/README.md
+	flock /tmp/dlbook-cpu.lock $(PY) benchmarks/run_all.py
+
+bench-quick: $(STAMP)  # checks every benchmark script works; measures nothing worth quoting
+	$(PY) benchmarks/run_all.py --quick --out-dir _build/bench-quick
 
 clean:
 	rm -rf _build

@@ -43,7 +43,7 @@ Options: ``--steps`` timed steps per round, ``--rounds``, ``--batch-size``,
 ``--workers`` (DataLoader processes of the textbook loop), ``--models``, ``--quick``
 (a seconds-long check that everything runs). The default run takes about 3-4 minutes
 on a 2-core CPU. If bf16 is not supported natively, the bf16 rows run in float32
-and the JSON says so (``bf16_native: false``).
+and the JSON says so (``machine.bf16_native: false``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -59,16 +58,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from _common import load_average, machine, pick_device, sgd_step
 from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Normalize, RandomCrop,
                          RandomHorizontalFlip, TensorLoader, cifar10_source, load_cifar10, to_float)
 from dlbook.models.lenet import LeNet5, LeNetConfig
 from dlbook.models.vgg import vgg11
-from dlbook.notebook import cpu_model
 from dlbook.timing import forever, throughput
-from dlbook.train.device import cpu_supports_bf16, default_device, describe_device
 
 
 @dataclass(frozen=True)
@@ -119,44 +116,26 @@ def tensor_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, s
 
 def measure(model: nn.Module, batches, config: Config, steps: int, warmup: int, device: torch.device) -> float:
     """Time ``steps`` training steps after ``warmup`` untimed ones (:func:`dlbook.timing.throughput`); images/s."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    model.train()
-    dtype = torch.bfloat16 if config.bf16 else None
-
-    def step(batch) -> None:
-        x, y = batch
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = sgd_step(model, device, channels_last=config.channels_last, precision="bf16" if config.bf16 else "fp32")
     return throughput(step, batches, steps=steps, warmup=warmup, device=device)
 
 
 def run(args) -> dict:
-    device = torch.device(args.device) if args.device else default_device()
+    device = pick_device(args.device)
     images, labels = load_cifar10("train")
     dataset = textbook_dataset(images, labels)
-    bf16_native = (cpu_supports_bf16() if device.type == "cpu"
-                   else device.type == "cuda" and torch.cuda.is_bf16_supported())
     result = {
         "benchmark": "cifar10_pipeline",
         "claim": "dlbook (tensor pipeline + channels-last + bf16) >= 2x the images/s of the textbook loop "
                  "(DataLoader + per-image PIL transforms, float32, contiguous), VGG-11-BN",
         "data": f"CIFAR-10 training images from {cifar10_source().name}"
                 + (" (the JPEG copy)" if "jpeg" in cifar10_source().name else ""),
-        "machine": {"device": describe_device(device), "cpu": cpu_model(), "threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__},
-        "bf16_native": bf16_native,
+        "machine": machine(device),
         "batch_size": args.batch_size, "workers": args.workers, "rounds": args.rounds,
         "augmentation": "random crop 32 with 4-pixel zero padding, horizontal flip, normalise",
         "models": {},
     }
-    result["load_average_before"] = _load_average()
+    result["load_average_before"] = load_average()
     t0 = time.perf_counter()
     for model_name in args.models:
         build, step_factor = MODELS[model_name]
@@ -195,20 +174,12 @@ def run(args) -> dict:
                                         "ratio_median_dlbook_vs_textbook": per["dlbook"]["images_per_s"] / base,
                                         "ratio_best_dlbook_vs_textbook": per["dlbook"]["best_images_per_s"] / base_best}
     result["wall_s"] = time.perf_counter() - t0
-    result["load_average_after"] = _load_average()
+    result["load_average_after"] = load_average()
     return result
 
 
-def _load_average() -> list[float] | None:
-    """1, 5 and 15-minute load averages: other work on the machine distorts every timing here."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
 def report(result: dict) -> str:
-    lines = [f"{result['machine']['device']}, {result['machine']['cpu']}, torch {result['machine']['torch']}, "
+    lines = [f"{result['machine']['device']}, {result['machine']['cpu']}, torch {result['machine']['versions']['torch']}, "
              f"batch {result['batch_size']}, {result['workers']} DataLoader workers, median of "
              f"{result['rounds']} interleaved rounds; {result['data']}",
              f"load average before/after: {result['load_average_before']} / {result['load_average_after']} "

@@ -1,0 +1,100 @@
+"""What every benchmark shares: the machine it ran on, the load, the training step it times, the JSON it writes.
+
+A benchmark script measures the configurations it compares side by side, in interleaved
+rounds, in one process, and writes one JSON file. The fields written here are the same in
+every file, so ``run_all.py`` can put any of them into ``RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbook.notebook import cpu_model, library_versions
+from dlbook.train.device import autocast, autocast_dtype, cpu_supports_bf16, default_device, describe_device
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages: other work on the machine distorts every timing here."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine(device: torch.device) -> dict:
+    """The device, CPU, thread count, library versions and whether bfloat16 is native."""
+    bf16_native = (cpu_supports_bf16() if device.type == "cpu"
+                   else device.type == "cuda" and torch.cuda.is_bf16_supported())
+    return {"device": describe_device(device), "cpu": cpu_model(), "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "bf16_native": bf16_native, "platform": platform.platform(),
+            "versions": library_versions()}
+
+
+def start(name: str, claim: str, device: torch.device, **settings) -> dict:
+    """A result dict with the common header; fill in ``result[...]`` and pass it to :func:`finish`."""
+    return {"benchmark": name, "claim": claim,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(device), "settings": settings, "load_average_before": load_average()}
+
+
+def finish(result: dict, out: Path, report: str) -> None:
+    """Add the load after the run, print the report and write the JSON to ``out``."""
+    result["load_average_after"] = load_average()
+    result["report"] = report
+    print()
+    print(report)
+    print(f"load average before / after: {result['load_average_before']} / {result['load_average_after']} "
+          f"(on {os.cpu_count()} CPUs; much above that, other jobs distort the timings)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def pick_device(name: str | None) -> torch.device:
+    return torch.device(name) if name else default_device()
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: the JSON path, ``--device``, ``--quick`` and ``--seed``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path, help="where to write the results as JSON")
+    p.add_argument("--device", default=None, help="default: CUDA if present, else CPU")
+    p.add_argument("--quick", action="store_true", help="a seconds-long run that checks the script works (CI)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def sgd_step(model: nn.Module, device: torch.device, *, channels_last: bool, precision: str,
+             lr: float = 0.01) -> Callable[[tuple], float]:
+    """One training step of ``model`` (forward, cross-entropy, backward, Nesterov SGD), as a function of a batch.
+
+    The model is moved to ``device`` (channels-last when asked). The step returns the
+    loss as a Python float, as every training loop that logs its loss does.
+    """
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    dtype = autocast_dtype(device, precision)
+
+    def step(batch) -> float:
+        x, y = batch
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step

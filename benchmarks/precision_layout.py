@@ -1,0 +1,132 @@
+"""Precision, memory layout and compilation: training images per second, each switch alone and together.
+
+The claims measured (chapters 4.1 and 2.3): on a CPU with native bfloat16, bf16 autocast
+speeds up VGG-11-BN's training step and channels-last adds a little on top; for LeNet-5
+neither helps, because the model is too small for its convolutions to dominate; and
+``torch.compile`` does not pay for itself on this CPU for VGG-11.
+
+Eight configurations per model, {float32, bf16 autocast} x {contiguous NCHW, channels-last}
+x {eager, ``torch.compile``}, all training the same architecture from the same weights on
+the same batches (CIFAR-10 through chapter 4.1's tensor pipeline), with the same step
+(forward, cross-entropy, backward, Nesterov SGD). Interleaved rounds; medians and best
+rounds; each compiled configuration's compile time (its first, untimed step) is reported
+on its own. Take the CPU lock::
+
+    flock /tmp/dlbook-cpu.lock python benchmarks/precision_layout.py results/precision_layout.json
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+import time
+
+import torch
+
+from _common import finish, parser, pick_device, sgd_step, start
+from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
+                         TensorLoader, load_cifar10, to_float)
+from dlbook.models.lenet import LeNet5, LeNetConfig
+from dlbook.models.vgg import vgg11
+from dlbook.timing import forever, throughput
+
+MODELS = {
+    "vgg11": (lambda: vgg11(num_classes=10), 1),
+    "lenet5": (lambda: LeNet5(LeNetConfig(in_channels=3, image_size=32)), 5),
+}
+CONFIGS = [(precision, layout, mode) for mode in ("eager", "compile") for precision in ("fp32", "bf16")
+           for layout in ("contiguous", "channels-last")]
+
+
+def name(config) -> str:
+    return " ".join(config)
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    result = start("precision_layout", "bf16 and channels-last speed up VGG-11 training; torch.compile does not pay "
+                   "on this CPU", device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                   rounds=args.rounds, data="CIFAR-10 train, tensor pipeline (chapter 4.1)")
+    images, labels = load_cifar10("train")
+    if args.quick:
+        images, labels = images[:512], labels[:512]
+    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    configs = [c for c in CONFIGS if args.compile or c[2] == "eager"]
+    if args.quick:  # one compiled configuration is enough to keep the compile path working
+        configs = [c for c in configs if c[2] == "eager"] + [c for c in configs if c[2] == "compile"][:1]
+    result["models"] = {}
+    for model_name in args.models:
+        build, factor = MODELS[model_name]
+        steps, warmup = args.steps * factor, args.warmup * factor
+        torch.manual_seed(args.seed)
+        initial = build().state_dict()
+        steps_fn, streams, compile_s = {}, {}, {}
+        for config in configs:
+            precision, layout, mode = config
+            model = build()
+            model.load_state_dict(initial)
+            runnable = torch.compile(model) if mode == "compile" else model
+            step = sgd_step(runnable, device, channels_last=layout == "channels-last", precision=precision)
+            stream = forever(TensorLoader(images, labels, args.batch_size, shuffle=True, transform=augment,
+                                          drop_last=True, seed=args.seed))
+            if mode == "compile":  # the first steps compile (forward and backward graphs): time them apart
+                tic = time.perf_counter()
+                for batch in itertools.islice(stream, 2):
+                    step(batch)
+                compile_s[name(config)] = time.perf_counter() - tic
+            steps_fn[name(config)], streams[name(config)] = step, stream
+        rounds = {name(c): [] for c in configs}
+        for r in range(args.rounds):
+            order = configs if r % 2 == 0 else configs[::-1]
+            for config in order:
+                key = name(config)
+                rate = throughput(steps_fn[key], streams[key], steps=steps, warmup=warmup, device=device)
+                rounds[key].append(rate)
+                print(f"{model_name:7s} round {r + 1}/{args.rounds}  {key:28s} {rate:9.1f} img/s", flush=True)
+        base = name(("fp32", "contiguous", "eager"))
+        med = {k: statistics.median(v) for k, v in rounds.items()}
+        best = {k: max(v) for k, v in rounds.items()}
+        result["models"][model_name] = {
+            "steps_per_round": steps, "rounds": rounds, "median_images_per_s": med, "best_images_per_s": best,
+            "median_vs_fp32_eager": {k: v / med[base] for k, v in med.items()},
+            "best_vs_fp32_eager": {k: v / best[base] for k, v in best.items()},
+            "compile_s": compile_s,
+        }
+    return result
+
+
+def report(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"training steps, {result['machine']['device']}, batch {s['batch_size']}; median images/s of "
+             f"{s['rounds']} interleaved rounds (x float32 contiguous eager; best rounds' ratio)"]
+    for model_name, m in result["models"].items():
+        lines.append(f"  {model_name}:")
+        for key, rate in m["median_images_per_s"].items():
+            extra = f"   compile {m['compile_s'][key]:.0f} s" if key in m["compile_s"] else ""
+            lines.append(f"    {key:28s} {rate:9.1f}  {m['median_vs_fp32_eager'][key]:5.2f}x "
+                         f"({m['best_vs_fp32_eager'][key]:.2f}x){extra}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=4, help="timed VGG-11 steps per round (LeNet-5: 5x)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.steps, args.warmup, args.rounds = 16, 1, 1, 1
+        args.models = ["lenet5"]
+    if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0:
+        p.error("--steps, --rounds and --batch-size must be >= 1 and --warmup >= 0")
+    result = run(args)
+    finish(result, args.out, report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

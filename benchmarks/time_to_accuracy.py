@@ -1,0 +1,315 @@
+"""Time to accuracy: how long the book's recipes take to reach a test accuracy, over seeds, and against a peer.
+
+The claims measured:
+
+* ``lenet5``: chapter 3.1's LeNet-5 recipe on Fashion-MNIST (Adam 3e-3 with a one-cycle
+  schedule, batch 128, 15 epochs), 3 seeds: the median and spread of its final test
+  accuracy and of its time to 88% and 90%.
+* ``bilstm``: chapter 4.2's BiLSTM on SST-2 (max pooling, embedding dropout 0.5, Adam 2e-3,
+  batch 64, gradient clipping at 5, one thread), 3 seeds, 10 epochs: time to 78% and 80%.
+* ``vgg11``: chapter 4.1's VGG-11-BN recipe on CIFAR-10 (SGD with Nesterov momentum, a
+  one-cycle schedule peaking at 0.1, weight decay 5e-4 on weights only, label smoothing
+  0.1, batch 256, crop and flip on batches, bf16 autocast, channels-last), 2 seeds, against
+  ``peer``: the recipe readers copy from the widely used ``kuangliu/pytorch-cifar``
+  (VGG11 with BatchNorm and one linear classifier, SGD lr 0.1, momentum 0.9, weight decay
+  5e-4, cosine schedule, crop + flip, batch 128, float32, a torchvision ``DataLoader`` of
+  PIL images), re-implemented here from those hyper-parameters. Both get the same
+  wall-clock budget (``--minutes``); the peer's cosine spans the epochs that fit in it,
+  estimated from its first epoch, which is the best use of the budget a reader could make.
+  Claim: dlbook reaches 90% while the peer, at the same time, is below 85%.
+
+Test accuracy is measured after every epoch, outside the training clock: time to accuracy
+is the training time at the first epoch end at or above the threshold (so it is resolved
+to an epoch). Nothing is chosen on these test numbers; they only say when. The VGG-11
+runs take about 45 minutes each on a 2-core CPU: run them by hand, one at a time, on a
+quiet machine, under the CPU lock::
+
+    flock /tmp/dlbook-cpu.lock python benchmarks/time_to_accuracy.py results/time_to_accuracy.json
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from _common import finish, parser, pick_device, start
+from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Normalize, RandomCrop,
+                         RandomHorizontalFlip, TensorLoader, load_cifar10, load_fashion_mnist, load_sst,
+                         stratified_split, to_float)
+from dlbook.data.text import TextLoader, Vocab, tokenize
+from dlbook.metrics import accuracy
+from dlbook.models.lenet import LeNet5
+from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
+from dlbook.models.vgg import vgg11
+from dlbook.train import Callback, LRSchedule, Trainer, param_groups, seed_everything
+
+THRESHOLDS = {"lenet5": (0.88, 0.90), "bilstm": (0.78, 0.80), "vgg11": (0.85, 0.90), "peer": (0.85, 0.90)}
+
+
+class TestClock(Callback):
+    """After every epoch: add the epoch's training time to the clock, then measure test accuracy off the clock.
+
+    Stops the fit once the training clock passes ``budget_s``.
+    """
+
+    def __init__(self, evaluate, budget_s: float = math.inf):
+        self.evaluate, self.budget_s = evaluate, budget_s
+
+    def on_fit_start(self, trainer, model) -> None:
+        self.train_s, self.curve, self.tic = 0.0, [], time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, model) -> None:
+        self.train_s += time.perf_counter() - self.tic
+        self.curve.append((round(self.train_s, 2), self.evaluate(model)))
+        if self.train_s >= self.budget_s:
+            trainer.should_stop = True
+        self.tic = time.perf_counter()
+
+
+def time_to(curve: list[tuple[float, float]], threshold: float) -> float | None:
+    """Training seconds at the first epoch end with test accuracy >= ``threshold`` (None if never)."""
+    return next((t for t, acc in curve if acc >= threshold), None)
+
+
+def accuracy_at(curve: list[tuple[float, float]], seconds: float) -> float | None:
+    """Test accuracy at the last epoch end within ``seconds`` of training (None if no epoch ended by then)."""
+    within = [acc for t, acc in curve if t <= seconds]
+    return within[-1] if within else None
+
+
+def quick_subset(n: int, *tensors: torch.Tensor) -> tuple:
+    """``n`` random rows of each tensor (the same rows): the data sets are stored sorted by class."""
+    rows = torch.randperm(len(tensors[0]), generator=torch.Generator().manual_seed(0))[:n]
+    return tuple(t[rows] for t in tensors)
+
+
+def evaluator(loader, device, precision="fp32"):
+    def evaluate(model) -> float:
+        from dlbook.train import predict
+        outputs, targets = predict(model, loader, device=device, precision=precision)
+        return accuracy(outputs, targets)
+    return evaluate
+
+
+def lenet5(seed: int, args, device) -> list:
+    x_all, y_all = load_fashion_mnist("train")
+    x_test, y_test = load_fashion_mnist("test")
+    train_idx, _ = stratified_split(y_all, val_size=5_000, seed=seed)  # chapter 3.1's split: 55,000 train
+    if args.quick:
+        (train_idx,), (x_test, y_test) = quick_subset(1_000, train_idx), quick_subset(500, x_test, y_test)
+    x, y = x_all[train_idx], y_all[train_idx]
+    mean, std = x.float().mean().item() / 255, x.float().std().item() / 255
+
+    def to_input(images):
+        return ((images.float() / 255 - mean) / std).unsqueeze(1)  # (B, 1, 28, 28)
+
+    seed_everything(seed)
+    train = TensorLoader(x, y, batch_size=128, shuffle=True, transform=to_input, seed=seed)
+    test = TensorLoader(x_test, y_test, batch_size=1024, transform=to_input)
+    model = LeNet5()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    epochs = 1 if args.quick else 15
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * len(train))
+    clock = TestClock(evaluator(test, device))
+    Trainer(model, opt, nn.CrossEntropyLoss(), device=device, callbacks=[LRSchedule(schedule, "batch"), clock],
+            progress=False).fit(train, None, epochs=epochs)
+    return clock.curve
+
+
+def bilstm(seed: int, args, device) -> list:
+    texts, labels = {}, {}
+    for split in ("train", "test"):
+        texts[split], labels[split] = load_sst(split)
+    if args.quick:
+        for split, n in (("train", 400), ("test", 200)):
+            (rows,) = quick_subset(n, torch.arange(len(texts[split])))
+            texts[split], labels[split] = [texts[split][i] for i in rows], labels[split][rows]
+    tokens = {s: [tokenize(t) for t in texts[s]] for s in texts}
+    vocab = Vocab.build(tokens["train"], min_freq=2)
+    encoded = {s: [vocab.encode(t) for t in tokens[s]] for s in tokens}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # chapter 4.2's fixed thread count
+    try:
+        seed_everything(seed)
+        train = TextLoader(encoded["train"], labels["train"], batch_size=64, shuffle=True, seed=seed)
+        test = TextLoader(encoded["test"], labels["test"], batch_size=256, bucket=False)
+        model = RNNClassifier(RNNClassifierConfig(vocab_size=len(vocab), embedding_dim=128, hidden_size=128,
+                                                  cell="lstm", bidirectional=True, dropout=0.5, pooling="max",
+                                                  embedding_dropout=0.5))
+        clock = TestClock(evaluator(test, device))
+        Trainer(model, torch.optim.Adam(model.parameters(), lr=2e-3), nn.CrossEntropyLoss(), device=device,
+                precision="fp32", grad_clip=5.0, callbacks=[clock], progress=False).fit(
+                    train, None, epochs=1 if args.quick else 10)
+    finally:
+        torch.set_num_threads(threads)
+    return clock.curve
+
+
+def _cifar(seed: int, args):
+    images, labels = load_cifar10("train")
+    x_test, y_test = load_cifar10("test")
+    train_idx, _ = stratified_split(labels, val_size=5_000, seed=seed)  # chapter 4.1's split: 45,000 train
+    if args.quick:
+        (train_idx,), (x_test, y_test) = quick_subset(512, train_idx), quick_subset(256, x_test, y_test)
+    return images[train_idx], labels[train_idx], x_test, y_test
+
+
+def vgg11_dlbook(seed: int, args, device) -> list:
+    x, y, x_test, y_test = _cifar(seed, args)
+    normalize = Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    batch = 32 if args.quick else args.batch_size
+    if args.resident:  # the GPU settings: the whole uint8 data set lives on the device, batches never cross PCIe
+        x, y, x_test, y_test = (t.to(device) for t in (x, y, x_test, y_test))
+    seed_everything(seed)
+    train = TensorLoader(x, y, batch, shuffle=True, drop_last=True, seed=seed,
+                         transform=Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, normalize]))
+    test = TensorLoader(x_test, y_test, 500, transform=Compose([to_float, normalize]))
+    model = vgg11(num_classes=10, hidden=(512,), dropout=0.5)
+    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.1, momentum=0.9, nesterov=True)
+    if args.compile:
+        model.compile()  # compiles in place: the optimizer keeps the same parameters
+    epochs = 1 if args.quick else args.vgg_epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=epochs * len(train) + 1,
+                                                   pct_start=0.25, anneal_strategy="linear", div_factor=10,
+                                                   final_div_factor=100, cycle_momentum=False)
+    clock = TestClock(evaluator(test, device, "auto"), budget_s=args.minutes * 60)
+    Trainer(model, opt, nn.CrossEntropyLoss(label_smoothing=0.1), device=device, precision="auto",
+            channels_last=True, callbacks=[LRSchedule(schedule, "batch"), clock], progress=False).fit(
+                train, None, epochs=epochs)
+    return clock.curve
+
+
+def vgg11_peer(seed: int, args, device) -> list:
+    """The peer recipe as a reader writes it: a plain loop, a DataLoader of PIL images, float32."""
+    import torchvision.transforms as T
+
+    x, y, x_test, y_test = _cifar(seed, args)
+    seed_everything(seed)
+    normalize = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    train_set = CIFAR10Images(x, y, T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                                               normalize]))
+    batch = 32 if args.quick else 128
+    train = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=True, num_workers=2,
+                                        generator=torch.Generator().manual_seed(seed))
+    test = TensorLoader(x_test, y_test, 500, transform=Compose([to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)]))
+    model = vgg11(num_classes=10, hidden=(), dropout=0.0).to(device)  # kuangliu's VGG: one linear classifier
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    evaluate, curve, train_s, budget_s = evaluator(test, device), [], 0.0, args.minutes * 60
+    schedule, epoch = None, 0
+    while train_s < budget_s and (not args.quick or epoch < 1):
+        tic = time.perf_counter()
+        model.train()
+        for images, targets in train:
+            images, targets = images.to(device), targets.to(device)
+            loss = F.cross_entropy(model(images), targets)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        epoch += 1
+        train_s += time.perf_counter() - tic
+        if schedule is None:  # after the first epoch: a cosine over the epochs that fit in the budget
+            fit_epochs = max(epoch + 1, int(budget_s // train_s))
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=fit_epochs - epoch)
+        else:
+            schedule.step()
+        curve.append((round(train_s, 2), evaluate(model)))
+    return curve
+
+
+TASKS = {"lenet5": (lenet5, 3), "bilstm": (bilstm, 3), "vgg11": (vgg11_dlbook, 2), "peer": (vgg11_peer, 1)}
+
+
+def summarise(task: str, curves: dict[int, list]) -> dict:
+    finals = [c[-1][1] for c in curves.values()]
+    out = {"seeds": list(curves), "curves": {str(s): c for s, c in curves.items()},
+           "final_test_accuracy": {"median": statistics.median(finals), "min": min(finals), "max": max(finals)},
+           "train_s": statistics.median(c[-1][0] for c in curves.values())}
+    for thr in THRESHOLDS[task]:
+        times = [time_to(c, thr) for c in curves.values()]
+        reached = [t for t in times if t is not None]
+        out[f"time_to_{thr:.2f}"] = {"reached": f"{len(reached)}/{len(times)}",
+                                     "median_s": statistics.median(reached) if reached else None,
+                                     "min_s": min(reached) if reached else None,
+                                     "max_s": max(reached) if reached else None}
+    return out
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    result = start("time_to_accuracy", "the book's recipes' time to test accuracy over seeds; dlbook's 4.1 recipe "
+                   "reaches 90% while the peer recipe, at the same time, is below 85%", device,
+                   tasks=args.tasks, minutes=args.minutes, vgg_epochs=args.vgg_epochs, batch_size=args.batch_size,
+                   resident=args.resident, compile=args.compile, quick=args.quick)
+    result["tasks"] = {}
+    for task in args.tasks:
+        fn, n_seeds = TASKS[task]
+        seeds = [args.seed] if args.quick else list(range(args.seed, args.seed + n_seeds))
+        curves = {}
+        for seed in seeds:
+            tic = time.perf_counter()
+            curves[seed] = fn(seed, args, device)
+            print(f"{task:7s} seed {seed}: final test accuracy {curves[seed][-1][1]:.4f} after "
+                  f"{curves[seed][-1][0]:.0f} s of training ({time.perf_counter() - tic:.0f} s with evaluation)",
+                  flush=True)
+        result["tasks"][task] = summarise(task, curves)
+    if {"vgg11", "peer"} <= set(result["tasks"]):
+        ours, peer = result["tasks"]["vgg11"], result["tasks"]["peer"]
+        at = ours["time_to_0.90"]["median_s"]
+        peer_curve = next(iter(peer["curves"].values()))
+        result["peer_comparison"] = {
+            "dlbook_time_to_90_s": at,
+            "peer_accuracy_at_that_time": accuracy_at(peer_curve, at) if at is not None else None,
+            "peer_time_to_85_s": peer["time_to_0.85"]["median_s"],
+        }
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"time to test accuracy, {result['machine']['device']}; test accuracy after each epoch, off the clock"]
+    for task, t in result["tasks"].items():
+        f = t["final_test_accuracy"]
+        parts = [f"{task:7s} seeds {t['seeds']}: final {f['median']:.2%} (range {f['min']:.2%}-{f['max']:.2%}) "
+                 f"after {t['train_s'] / 60:.1f} min"]
+        for thr in THRESHOLDS[task]:
+            tt = t[f"time_to_{thr:.2f}"]
+            parts.append(f"to {thr:.0%}: " + (f"{tt['median_s'] / 60:.1f} min ({tt['min_s'] / 60:.1f}-"
+                                              f"{tt['max_s'] / 60:.1f}), {tt['reached']} seeds"
+                                              if tt["median_s"] is not None else f"never ({tt['reached']})"))
+        lines.append("  " + "; ".join(parts))
+    if "peer_comparison" in result:
+        c = result["peer_comparison"]
+        if c["dlbook_time_to_90_s"] is None:
+            lines.append("  dlbook did not reach 90%: the claim is not met")
+        else:
+            peer_acc = c["peer_accuracy_at_that_time"]
+            met = peer_acc is not None and peer_acc < 0.85
+            lines.append(f"  dlbook reached 90% after {c['dlbook_time_to_90_s'] / 60:.1f} min; the peer then stood at "
+                         + (f"{peer_acc:.2%}" if peer_acc is not None else "no finished epoch")
+                         + f": the claim is {'met' if met else 'not met'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--minutes", type=float, default=45.0, help="training budget of each VGG-11 run (both recipes)")
+    p.add_argument("--vgg-epochs", type=int, default=20, help="epochs of dlbook's VGG-11 schedule (chapter 4.1)")
+    p.add_argument("--batch-size", type=int, default=256, help="dlbook's VGG-11 batch size (chapter 4.1: 256)")
+    p.add_argument("--resident", action="store_true", help="keep the data on the device (the GPU settings)")
+    p.add_argument("--compile", action="store_true", help="torch.compile dlbook's VGG-11 (the GPU settings)")
+    args = p.parse_args(argv)
+    if args.minutes <= 0 or args.vgg_epochs < 1:
+        p.error("--minutes must be > 0 and --vgg-epochs >= 1")
+    result = run(args)
+    finish(result, args.out, report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""What dlbook's Trainer costs: its images per second against a bare hand-written loop doing the same work.
+
+The claim measured: ``dlbook.train.Trainer`` adds at most **3%** to a training step.
+Both sides train the same model from the same weights on the same batches (CIFAR-10,
+chapter 4.1's tensor pipeline: uint8 images in memory, crop and flip on the batch),
+with the same optimizer (SGD, Nesterov momentum 0.9, weight decay 5e-4), precision
+(``"auto"``: bfloat16 where the CPU has it) and layout (channels-last). The bare loop
+does what any hand-written loop does: move the batch, forward, cross-entropy, backward,
+step, and read the loss for the log. The Trainer does that plus what it is for: the
+non-finite loss and gradient checks, the per-batch callbacks and the epoch record.
+
+The sides run in interleaved rounds (their order alternating), each round timing
+``--steps`` steps after ``--warmup`` untimed ones; the ratio compares medians and best
+rounds. Take the CPU lock, so no other book job overlaps the run::
+
+    flock /tmp/dlbook-cpu.lock python benchmarks/trainer_overhead.py results/trainer_overhead.json
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from _common import finish, parser, pick_device, sgd_step, start
+from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
+                         TensorLoader, load_cifar10, to_float)
+from dlbook.models.lenet import LeNet5, LeNetConfig
+from dlbook.models.vgg import vgg11
+from dlbook.timing import forever, throughput
+from dlbook.train import Trainer
+
+MODELS = {  # builder, multiple of --steps (the small model needs more steps for a stable timing)
+    "vgg11": (lambda: vgg11(num_classes=10), 1),
+    "lenet5": (lambda: LeNet5(LeNetConfig(in_channels=3, image_size=32)), 5),
+}
+TARGET = 0.03
+
+
+class Batches:
+    """``n`` batches from an endless stream, as a loader the Trainer can run one epoch over."""
+
+    def __init__(self, stream, n: int):
+        self.stream, self.n = stream, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return itertools.islice(self.stream, self.n)
+
+
+def trainer_rate(model: nn.Module, stream, *, steps: int, warmup: int, device, batch_size: int) -> float:
+    """Images per second of ``Trainer.fit`` over ``steps`` batches, after an untimed fit of ``warmup`` batches."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), device=device, precision="auto", channels_last=True,
+                      progress=False)
+    if warmup:
+        trainer.fit(Batches(stream, warmup), None, epochs=1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    trainer.fit(Batches(stream, steps), None, epochs=len(trainer.history) + 1)  # epochs count from the start
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch_size / (time.perf_counter() - tic)
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    result = start("trainer_overhead", f"Trainer images/s >= (1 - {TARGET:.0%}) of a bare loop's", device,
+                   batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
+                   precision="auto", channels_last=True, data="CIFAR-10 train, tensor pipeline (chapter 4.1)")
+    images, labels = load_cifar10("train")
+    if args.quick:
+        images, labels = images[:512], labels[:512]
+    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    result["models"] = {}
+    for name in args.models:
+        build, factor = MODELS[name]
+        steps, warmup = args.steps * factor, args.warmup * factor
+        torch.manual_seed(args.seed)
+        initial = build().state_dict()
+        models = {side: build() for side in ("bare", "trainer")}
+        for m in models.values():
+            m.load_state_dict(initial)
+        streams = {side: forever(TensorLoader(images, labels, args.batch_size, shuffle=True, transform=augment,
+                                              drop_last=True, seed=args.seed)) for side in models}
+        bare_step = sgd_step(models["bare"], device, channels_last=True, precision="auto")
+        rounds = {"bare": [], "trainer": []}
+        for r in range(args.rounds):
+            for side in (("bare", "trainer") if r % 2 == 0 else ("trainer", "bare")):
+                if side == "bare":
+                    rate = throughput(bare_step, streams["bare"], steps=steps, warmup=warmup, device=device)
+                else:
+                    rate = trainer_rate(models["trainer"], streams["trainer"], steps=steps, warmup=warmup,
+                                        device=device, batch_size=args.batch_size)
+                rounds[side].append(rate)
+                print(f"{name:7s} round {r + 1}/{args.rounds}  {side:8s} {rate:9.1f} img/s", flush=True)
+        med = {s: statistics.median(v) for s, v in rounds.items()}
+        best = {s: max(v) for s, v in rounds.items()}
+        result["models"][name] = {
+            "steps_per_round": steps, "rounds": rounds, "median_images_per_s": med, "best_images_per_s": best,
+            "overhead_median": 1 - med["trainer"] / med["bare"], "overhead_best": 1 - best["trainer"] / best["bare"],
+        }
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"Trainer vs bare loop, {result['machine']['device']}, batch {result['settings']['batch_size']}, "
+             f"bf16 where native, channels-last; median (best) of {result['settings']['rounds']} interleaved rounds"]
+    for name, m in result["models"].items():
+        med, best = m["median_images_per_s"], m["best_images_per_s"]
+        verdict = "meets" if m["overhead_median"] <= TARGET else "misses"
+        lines.append(f"  {name:7s} bare {med['bare']:8.1f} ({best['bare']:.1f}) img/s   Trainer {med['trainer']:8.1f} "
+                     f"({best['trainer']:.1f}) img/s   overhead {m['overhead_median']:+.1%} ({m['overhead_best']:+.1%}): "
+                     f"{verdict} the {TARGET:.0%} target")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--batch-size", type=int, default=256, help="chapter 4.1's batch size")
+    p.add_argument("--steps", type=int, default=8, help="timed VGG-11 steps per round (LeNet-5: 5x)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.steps, args.warmup, args.rounds = 32, 2, 1, 1
+    if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0:
+        p.error("--steps, --rounds and --batch-size must be >= 1 and --warmup >= 0")
+    result = run(args)
+    finish(result, args.out, report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

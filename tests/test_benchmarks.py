@@ -1,0 +1,51 @@
+"""The benchmark suite keeps working: every script's --quick mode through run_all.py, the GPU check's CPU dry run,
+and the time-to-accuracy arithmetic. The full runs are done by hand on a quiet machine (benchmarks/README.md)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from time_to_accuracy import accuracy_at, time_to  # noqa: E402
+
+
+def test_time_to_accuracy_reads_the_first_epoch_at_the_threshold():
+    curve = [(10.0, 0.70), (20.0, 0.86), (30.0, 0.84), (40.0, 0.91)]
+    assert time_to(curve, 0.85) == 20.0
+    assert time_to(curve, 0.90) == 40.0
+    assert time_to(curve, 0.95) is None
+    assert accuracy_at(curve, 35.0) == 0.84   # the last epoch that ended within the time
+    assert accuracy_at(curve, 5.0) is None
+
+
+@pytest.mark.slow
+def test_every_benchmark_runs_in_quick_mode(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = (tmp_path / "RESULTS.md").read_text()
+    for section in ("1. Input pipeline", "2. Trainer overhead", "3. Precision", "4. Inference", "5. Time to accuracy",
+                    "6. The smoke budget"):
+        assert f"## {section}" in results
+    assert "Quick mode" in results and "**Failed**" not in results
+    overhead = json.loads(next(tmp_path.glob("trainer_overhead-*.json")).read_text())
+    assert set(overhead["models"]) == {"vgg11", "lenet5"}
+    assert overhead["machine"]["versions"]["torch"]
+    tta = json.loads(next(tmp_path.glob("time_to_accuracy-*.json")).read_text())
+    assert set(tta["tasks"]) == {"lenet5", "bilstm", "vgg11", "peer"} and "peer_comparison" in tta
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    env = {**os.environ, "PY": sys.executable, "OUT": str(tmp_path)}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
+                          text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "GPU check" in proc.stdout and "VGG-11 test accuracy" in proc.stdout
+    assert (tmp_path / "time_to_accuracy_gpu.json").exists()
