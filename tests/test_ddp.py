@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,9 +38,8 @@ def _env():
     return env
 
 
-def _torchrun(*launcher_args, out, extra=(), timeout=120):
-    cmd = [sys.executable, "-m", "torch.distributed.run", *launcher_args, "-m", "dlbook.train.ddp",
-           "--out", str(out), *ARGS, *extra]
+def _torchrun(out, extra=(), timeout=120, **launcher):
+    cmd = ddp.torchrun_command(out, [*ARGS, *extra], **launcher)
     return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), timeout
 
 
@@ -53,9 +51,12 @@ def _finish(proc_timeout):
 
 
 def _max_diff(a: Path, b: Path) -> float:
+    """Independent of ddp.max_param_diff: over the flattened parameter vectors."""
     pa, pb = load_checked(a / "params.pt"), load_checked(b / "params.pt")
     assert pa.keys() == pb.keys()
-    return max((pa[k] - pb[k]).abs().max().item() for k in pa)
+    diff = (torch.cat([pa[k].flatten() for k in pa]) - torch.cat([pb[k].flatten() for k in pa])).abs().max().item()
+    assert ddp.max_param_diff(a, b) == pytest.approx(diff, abs=1e-12)
+    return diff
 
 
 def _free_port() -> int:
@@ -75,7 +76,7 @@ def single(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_procs(tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
-    _finish(_torchrun("--standalone", "--nproc_per_node", "2", out=out))
+    _finish(_torchrun(out))
     return out
 
 
@@ -116,8 +117,7 @@ def _max_diff_to_other_seed(single) -> float:
 @pytest.mark.slow
 def test_two_nodes_by_c10d_rendezvous_match_one_process(single, tmp_path):
     port = _free_port()
-    nodes = [_torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(r), "--rdzv-backend", "c10d",
-                       "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "dlbook-test", out=tmp_path)
+    nodes = [_torchrun(tmp_path, nnodes=2, nproc_per_node=1, node_rank=r, rdzv_endpoint=f"127.0.0.1:{port}")
              for r in (0, 1)]
     for node in nodes:
         _finish(node)
@@ -131,8 +131,7 @@ def test_two_nodes_by_c10d_rendezvous_match_one_process(single, tmp_path):
 @pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_resumes_from_the_checkpoint(single, two_procs, tmp_path):
     """Rank 1 SIGKILLs itself at step 6 (epoch 2); torchrun restarts the group, which resumes from epoch 1."""
-    output = _finish(_torchrun("--standalone", "--nproc_per_node", "2", "--max-restarts", "1", out=tmp_path,
-                               extra=["--kill-at-step", "6"]))
+    output = _finish(_torchrun(tmp_path, extra=["--kill-at-step", "6"], max_restarts=1))
     assert "exitcode: -9" in output  # torchrun saw the SIGKILL ...
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["restarts"] == 1 and summary["resumed"] is True  # ... restarted, and the run resumed
@@ -142,8 +141,7 @@ def test_a_killed_worker_is_restarted_and_resumes_from_the_checkpoint(single, tw
 
 @pytest.mark.slow
 def test_without_restarts_the_kill_fails_the_run(tmp_path):
-    proc, _ = _torchrun("--standalone", "--nproc_per_node", "2", "--max-restarts", "0", out=tmp_path,
-                        extra=["--kill-at-step", "2"])
+    proc, _ = _torchrun(tmp_path, extra=["--kill-at-step", "2"], max_restarts=0)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "exitcode: -9" in output, output[-3000:]
     assert not (tmp_path / "params.pt").exists()
@@ -158,6 +156,8 @@ def test_bad_arguments_are_explained(tmp_path, monkeypatch):
         ddp.train(ddp.parse_args(["--out", str(tmp_path), "--n-train", "10", "--batch-size", "64"]))
     with pytest.raises(ValueError, match="at least one"):
         ddp.make_data("synthetic", 0, seed=0)
+    with pytest.raises(ValueError, match="needs rdzv_endpoint"):
+        ddp.torchrun_command(tmp_path, nnodes=2)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="needs CUDA"):
             ddp.train(ddp.parse_args(["--out", str(tmp_path), "--backend", "nccl"]))

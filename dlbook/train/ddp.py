@@ -55,6 +55,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -62,7 +63,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from dlbook.files import save_checked
+from dlbook.files import load_checked, save_checked
 from dlbook.models.lenet import LeNet5, LeNetConfig
 from dlbook.train.callbacks import Callback, Checkpoint
 from dlbook.train.trainer import Trainer
@@ -244,6 +245,47 @@ def _train(args, rank: int, world: int, backend: str, device: torch.device, dist
         save_checked({k: v.detach().cpu() for k, v in net.state_dict().items()}, out / "params.pt")
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def torchrun_command(out: str | os.PathLike, script_args: Sequence[str] = (), *, nproc_per_node: int = 2,
+                     nnodes: int = 1, node_rank: int = 0, rdzv_endpoint: str | None = None,
+                     max_restarts: int = 0) -> list[str]:
+    """The ``torchrun`` command line (as ``python -m torch.distributed.run``) that runs this script.
+
+    One node uses ``--standalone`` (torchrun picks a free port); ``nnodes > 1`` uses the
+    c10d rendezvous at ``rdzv_endpoint`` (``"host:port"``), and each node runs the same
+    command with its own ``node_rank``. Run it with :mod:`subprocess`, with this repository
+    on ``PYTHONPATH``.
+
+    Example:
+        >>> " ".join(torchrun_command("runs/ddp", ["--epochs", "1"])[1:])
+        '-m torch.distributed.run --standalone --nproc_per_node 2 --max-restarts 0 -m dlbook.train.ddp --out runs/ddp --epochs 1'
+    """
+    if nproc_per_node < 1 or nnodes < 1 or max_restarts < 0 or not 0 <= node_rank < nnodes:
+        raise ValueError(f"nproc_per_node={nproc_per_node}, nnodes={nnodes}, node_rank={node_rank}, max_restarts="
+                         f"{max_restarts}: use at least one process and node, 0 <= node_rank < nnodes, restarts >= 0")
+    if nnodes == 1:
+        launcher = ["--standalone"]
+    elif rdzv_endpoint is None:
+        raise ValueError(f"nnodes={nnodes} needs rdzv_endpoint='host:port', the address every node meets at")
+    else:
+        launcher = ["--nnodes", str(nnodes), "--node_rank", str(node_rank), "--rdzv-backend", "c10d",
+                    "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", "dlbook.train.ddp"]
+    return [sys.executable, "-m", "torch.distributed.run", *launcher, "--nproc_per_node", str(nproc_per_node),
+            "--max-restarts", str(max_restarts), "-m", "dlbook.train.ddp", "--out", str(out), *script_args]
+
+
+def max_param_diff(a: str | os.PathLike, b: str | os.PathLike) -> float:
+    """The largest absolute difference between the final parameters of two runs' ``--out`` folders.
+
+    Example:
+        >>> max_param_diff("runs/two", "runs/one")   # doctest: +SKIP
+        2.98e-08
+    """
+    pa, pb = load_checked(Path(a) / "params.pt"), load_checked(Path(b) / "params.pt")
+    if pa.keys() != pb.keys() or any(pa[k].shape != pb[k].shape for k in pa):
+        raise ValueError(f"{a} and {b} hold different models (parameter names or shapes differ)")
+    return max((pa[k].double() - pb[k].double()).abs().max().item() for k in pa)
 
 
 def main(argv: list[str] | None = None) -> int:
