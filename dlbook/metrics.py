@@ -126,7 +126,7 @@ def _binary(scores, targets) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _counts(scores, targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """True and false positives when predicting positive for ``score >= t``, at each distinct score ``t`` (descending)."""
+    """True and false positives when predicting ``score >= t``, at each distinct score ``t`` (descending)."""
     scores, targets = _binary(scores, targets)
     order = torch.sort(scores, descending=True, stable=True).indices
     scores, targets = scores[order], targets[order]

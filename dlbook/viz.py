@@ -326,6 +326,7 @@ def overlay(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, *
 
 
 __all__ = [
-    "plot_history", "show_images", "plot_confusion_matrix", "plot_reliability_diagram", "render_html", "attribution_legend",
+    "plot_history", "show_images", "plot_confusion_matrix", "plot_reliability_diagram", "render_html",
+    "attribution_legend",
     "render_attributions_html", "plot_word_attributions", "overlay",
 ]

@@ -128,7 +128,7 @@ def test_curves_explain_bad_input():
 # -- calibration: ECE against a brute-force reference, temperature scaling ------------------------------------
 
 def _brute_force_ece(probs, targets, n_bins):
-    """The definition written out: loop over bins lo < conf <= hi (conf 0 in the first), weight each gap by its share."""
+    """The definition written out: bins lo < conf <= hi (conf 0 in the first), each gap weighted by its share."""
     total, n = 0.0, len(targets)
     edges = [b / n_bins for b in range(n_bins + 1)]
     conf = [max(row) for row in probs.tolist()]
@@ -205,3 +205,20 @@ def test_calibration_explains_bad_input():
         fit_temperature(torch.tensor([[10.0, -10.0], [-10.0, 10.0]]), torch.tensor([0, 1]))
     with pytest.warns(UserWarning, match="search bound"):  # all wrong: the flatter the better, up to T = 100
         fit_temperature(torch.tensor([[10.0, -10.0], [-10.0, 10.0]]), torch.tensor([1, 0]))
+
+
+def test_reliability_diagram_draws_the_bins(preds):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.viz import plot_reliability_diagram
+
+    logits, targets = preds
+    bins = reliability_bins(logits.softmax(1), targets, n_bins=10)
+    fig = plot_reliability_diagram(bins, label="before")
+    bars = fig.axes[0].containers[0]  # the accuracy bars, one per non-empty bin
+    filled = bins.counts > 0
+    assert len(bars) == int(filled.sum())
+    assert np.allclose([b.get_height() for b in bars], bins.accuracy[filled].numpy())
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"before: ECE {bins.ece:.3f} (10 equal-width bins)" in legend
