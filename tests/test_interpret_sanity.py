@@ -164,3 +164,17 @@ def test_bad_input_is_explained(trained):
         cascading_randomization(model, lambda m: images[:, 0].numpy())
     with pytest.raises(ValueError, match=r"return maps \(B, ...\)"):
         cascading_randomization(model, lambda m: images[0, 0, 0])
+
+
+def test_a_layer_of_the_original_model_is_caught(trained):
+    """The attribution function gets a copy: naming the original's layer is an error, not silently stale maps."""
+    model, images, labels = trained
+    with pytest.raises(ValueError, match="not a submodule of model"):
+        cascading_randomization(model, lambda m: grad_cam(m, model[2], images, target=labels))
+
+
+def test_lenet_layers_run_from_the_output_down():
+    from dlbook.models.lenet import LeNet5
+
+    assert randomizable_layers(LeNet5())[::-1] == ["classifier.7", "classifier.4", "classifier.1", "features.3",
+                                                   "features.0"]
