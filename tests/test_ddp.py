@@ -83,6 +83,7 @@ def two_procs(tmp_path_factory):
 def test_single_process_run_writes_params_and_summary(single):
     summary = json.loads((single / "summary.json").read_text())
     assert (summary["world_size"], summary["steps"], summary["examples"]) == (1, 8, 256)
+    assert summary["examples_per_second"] == pytest.approx(8 * 64 / summary["seconds"])
     params = load_checked(single / "params.pt")
     assert set(params) == set(ddp.LeNet5().state_dict())
     assert summary["final_train_loss"] < 2.3  # it trained (chance level is log 10 = 2.30)
@@ -92,7 +93,9 @@ def test_resume_in_one_process_is_exact(single, tmp_path):
     """Stop after epoch 1, resume with --resume to epoch 2: bit-for-bit the uninterrupted run."""
     assert ddp.main(["--out", str(tmp_path), *ARGS[:-4], "--epochs", "1", "--seed", "3"]) == 0
     assert ddp.main(["--out", str(tmp_path), *ARGS, "--resume"]) == 0
-    assert json.loads((tmp_path / "summary.json").read_text())["resumed"] is True
+    resumed = json.loads((tmp_path / "summary.json").read_text())
+    assert resumed["resumed"] is True and resumed["steps"] == 8  # 4 steps restored, 4 trained
+    assert resumed["examples_per_second"] == pytest.approx(4 * 64 / resumed["seconds"])
     assert _max_diff(tmp_path, single) == 0.0
 
 

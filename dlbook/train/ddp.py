@@ -10,7 +10,8 @@ wrapped in ``DistributedDataParallel``, through the ordinary :class:`dlbook.trai
 with gloo on a CPU and NCCL on GPUs. Rank 0 writes to ``--out``:
 
 * ``params.pt``: the final ``state_dict`` (:func:`dlbook.files.save_checked`);
-* ``summary.json``: steps, seconds, world size, backend, threads, restarts, final loss;
+* ``summary.json``: steps, seconds of ``fit`` in this attempt (not the start-up), examples
+  per second, world size, backend, threads per process, restarts, final training loss;
 * ``checkpoint.pt``: a Trainer checkpoint after every epoch (:mod:`dlbook.train.checkpoint`).
 
 **Why two processes end where one does.** With ``--batch-size B`` and ``W`` processes,
@@ -155,6 +156,13 @@ class _KillAfterStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class _StepsThisAttempt(Callback):
+    """Counts the optimizer steps of this attempt (after a resume, the checkpoint's steps are not ours)."""
+
+    def on_fit_start(self, trainer, model) -> None:  # runs after fit() restored a checkpoint
+        self.start = trainer.global_step
+
+
 def _environment() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's variables, or (0, 0, 1) without torchrun."""
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
@@ -226,8 +234,9 @@ def _train(args, rank: int, world: int, backend: str, device: torch.device, dist
     callbacks: list[Callback] = [Checkpoint(ckpt_path)] if rank == 0 else []  # stateless: ranks stay compatible
     if args.kill_at_step is not None and restarts == 0 and rank == args.kill_rank:
         callbacks.append(_KillAfterStep(args.kill_at_step))
+    counter = _StepsThisAttempt()
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), device=device, precision=args.precision,
-                      callbacks=callbacks, progress="epochs" if rank == 0 else False)
+                      callbacks=[*callbacks, counter], progress="epochs" if rank == 0 else False)
     tic = time.perf_counter()
     trainer.fit(loader, epochs=args.epochs, resume_from=ckpt_path if resume else None)
     seconds = time.perf_counter() - tic
@@ -238,6 +247,7 @@ def _train(args, rank: int, world: int, backend: str, device: torch.device, dist
         "world_size": world, "backend": backend, "device": str(device), "threads": torch.get_num_threads(),
         "steps": trainer.global_step, "epochs": args.epochs, "global_batch": args.batch_size,
         "examples": keep, "seconds": seconds, "restarts": restarts, "resumed": resume,
+        "examples_per_second": (trainer.global_step - counter.start) * args.batch_size / seconds,
         "final_train_loss": loss.item() / world, "data": args.data, "seed": args.seed,
     }
     if rank == 0:
