@@ -6,6 +6,7 @@ the DDP runs are real ``torchrun`` launches with gloo on this CPU.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -40,12 +41,22 @@ def _env():
 
 def _torchrun(out, extra=(), timeout=300, **launcher):  # generous: a loaded 2-core CI box is slow to start torch
     cmd = ddp.torchrun_command(out, [*ARGS, *extra], **launcher)
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), timeout
+    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True), timeout  # its own process group: killed whole on a timeout
+
+
+def _communicate(proc, timeout):
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
+        proc.communicate()
+        raise
 
 
 def _finish(proc_timeout):
     proc, timeout = proc_timeout
-    output, _ = proc.communicate(timeout=timeout)
+    output = _communicate(proc, timeout)
     assert proc.returncode == 0, output[-3000:]
     return output
 
@@ -144,8 +155,8 @@ def test_a_killed_worker_is_restarted_and_resumes_from_the_checkpoint(single, tw
 
 @pytest.mark.slow
 def test_without_restarts_the_kill_fails_the_run(tmp_path):
-    proc, _ = _torchrun(tmp_path, extra=["--kill-at-step", "2"], max_restarts=0)
-    output, _ = proc.communicate(timeout=300)
+    proc, timeout = _torchrun(tmp_path, extra=["--kill-at-step", "2"], max_restarts=0)
+    output = _communicate(proc, timeout)
     assert proc.returncode != 0 and "exitcode: -9" in output, output[-3000:]
     assert not (tmp_path / "params.pt").exists()
 

@@ -129,7 +129,18 @@ def make_data(kind: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class EpochLoader:
-    """A DataLoader over a DistributedSampler whose ``set_epoch`` the Trainer calls every epoch."""
+    """A DataLoader over a DistributedSampler whose ``set_epoch`` the Trainer calls every epoch.
+
+    Without ``set_epoch`` the sampler would shuffle every epoch the same way.
+
+    Example:
+        >>> data = TensorDataset(torch.arange(8.0))
+        >>> sampler = DistributedSampler(data, num_replicas=2, rank=1, seed=0)
+        >>> loader = EpochLoader(DataLoader(data, batch_size=2, sampler=sampler), sampler)
+        >>> loader.set_epoch(1)
+        >>> len(loader), sum(len(batch) for (batch,) in loader)   # rank 1 sees half the data
+        (2, 4)
+    """
 
     def __init__(self, loader: DataLoader, sampler: DistributedSampler):
         self.loader, self.sampler = loader, sampler
@@ -188,6 +199,10 @@ def train(args: argparse.Namespace) -> dict:
 
     Rank 0 writes ``params.pt``, ``summary.json`` and ``checkpoint.pt`` under ``args.out``.
     Without torchrun's environment it runs as a group of one, without a process group.
+
+    Example:
+        >>> train(parse_args(["--out", "runs/one", "--epochs", "1"]))["world_size"]   # doctest: +SKIP
+        1
     """
     rank, local_rank, world = _environment()
     if args.batch_size % world:
@@ -299,7 +314,12 @@ def max_param_diff(a: str | os.PathLike, b: str | os.PathLike) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m dlbook.train.ddp`` / ``torchrun -m dlbook.train.ddp``."""
+    """Entry point of ``python -m dlbook.train.ddp`` / ``torchrun -m dlbook.train.ddp``; returns the exit status.
+
+    Example:
+        >>> main(["--out", "runs/one", "--n-train", "128", "--epochs", "1"])   # doctest: +SKIP
+        0
+    """
     train(parse_args(argv))
     return 0
 
