@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from dlbook.calibration import ReliabilityBins
     from dlbook.interpret.text import WordAttribution
 
 
@@ -123,6 +124,40 @@ def plot_confusion_matrix(cm, class_names: Sequence[str], normalize: bool = True
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     color="white" if v > threshold else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
+    return _finish(fig)
+
+
+def plot_reliability_diagram(bins: "ReliabilityBins", ax=None, label: str | None = None,
+                             title: str = "reliability diagram"):
+    """Accuracy against confidence per bin (bars), the diagonal of perfect calibration, and the ECE.
+
+    Args:
+        bins: from :func:`dlbook.calibration.reliability_bins`; empty bins are left blank.
+        ax: draw into this axes (e.g. side by side, before and after temperature scaling).
+        label: what the bars show, e.g. ``"before"``; the legend adds the ECE and bin count.
+
+    Example:
+        >>> from dlbook.calibration import reliability_bins
+        >>> bins = reliability_bins(torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0, 0]), n_bins=10)
+        >>> plot_reliability_diagram(bins).axes[0].get_xlabel()
+        'confidence (top softmax probability)'
+    """
+    edges = bins.edges.numpy()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    else:
+        fig = ax.figure
+    widths, filled = np.diff(edges), (bins.counts > 0).numpy()
+    accuracy, confidence = bins.accuracy.numpy(), bins.confidence.numpy()
+    name = f"{label}: " if label else ""
+    ax.bar(edges[:-1][filled], accuracy[filled], width=widths[filled], align="edge", edgecolor="black",
+           color="tab:blue", alpha=0.8, label=f"{name}ECE {bins.ece:.3f} ({len(widths)} equal-width bins)")
+    gap_bottom = np.minimum(accuracy, confidence)[filled]
+    ax.bar(edges[:-1][filled], np.abs(accuracy - confidence)[filled], bottom=gap_bottom, width=widths[filled],
+           align="edge", color="tab:red", alpha=0.25, hatch="//", label="gap to the mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top softmax probability)", ylabel="accuracy", title=title)
+    ax.legend(loc="upper left", fontsize=7)
     return _finish(fig)
 
 # --------------------------------------------------------------------------------------
@@ -291,6 +326,7 @@ def overlay(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, *
 
 
 __all__ = [
-    "plot_history", "show_images", "plot_confusion_matrix", "render_html", "attribution_legend",
+    "plot_history", "show_images", "plot_confusion_matrix", "plot_reliability_diagram", "render_html",
+    "attribution_legend",
     "render_attributions_html", "plot_word_attributions", "overlay",
 ]
