@@ -11,7 +11,8 @@ Sub-packages and modules:
                 schedules, precision and device
     interpret   Captum attributions: ``interpret.text`` (words) and ``interpret.image`` (pixels)
     behaviour   behavioural tests of text classifiers and the ``TextPredictor`` they call
-    metrics     accuracy, precision, recall, F1, confusion matrix
+    metrics     accuracy, precision, recall, F1, confusion matrix, ROC and PR curves, AUC, average precision
+    calibration expected calibration error (equal-width bins), reliability bins, temperature scaling
     viz         curves, image grids, confusion matrices, attribution overlays and word highlights
     widgets     interactive explorers for the rendered book
     timing      wall time, latency percentiles and throughput, for chapters and benchmarks alike

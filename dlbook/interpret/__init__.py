@@ -3,7 +3,9 @@
 * :mod:`dlbook.interpret.text`: :func:`word_attributions` (Layer Integrated Gradients
   on the embedding), :func:`explain_text` and :class:`WordAttribution`;
 * :mod:`dlbook.interpret.image`: :func:`grad_cam`, :func:`integrated_gradients`,
-  :func:`occlusion`, maps ``(B, H, W)`` of the input's size.
+  :func:`occlusion`, maps ``(B, H, W)`` of the input's size;
+* :mod:`dlbook.interpret.sanity`: :func:`cascading_randomization`, the model-parameter
+  randomisation test of Adebayo et al. (2018) that checks an explanation depends on the model.
 
 One convention: every function takes the model, its inputs and a ``target`` class
 (``None``: the predicted class), runs the model in eval mode (restored afterwards),
@@ -18,7 +20,8 @@ Example:
 
 from dlbook.interpret._common import SCORES, class_scores
 from dlbook.interpret.image import grad_cam, integrated_gradients, occlusion
+from dlbook.interpret.sanity import RandomizationResult, cascading_randomization, randomizable_layers
 from dlbook.interpret.text import WordAttribution, explain_text, word_attributions
 
 __all__ = ["SCORES", "class_scores", "word_attributions", "WordAttribution", "explain_text", "grad_cam",
-           "integrated_gradients", "occlusion"]
+           "integrated_gradients", "occlusion", "RandomizationResult", "cascading_randomization", "randomizable_layers"]

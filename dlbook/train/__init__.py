@@ -3,7 +3,8 @@
 Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR schedules),
 ``checkpoint`` (what a checkpoint holds, checked resume), ``inference`` (``eval_mode``, ``predict``),
 ``device`` (device and precision), ``optim`` (weight-decay parameter groups), ``schedules``
-(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records). Timing helpers are in :mod:`dlbook.timing`.
+(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records), ``ddp`` (the script
+``torchrun -m dlbook.train.ddp`` launches: DistributedDataParallel with a DistributedSampler). Timing helpers are in :mod:`dlbook.timing`.
 """
 
 from dlbook.train.callbacks import Callback, Checkpoint, EarlyStopping, LRSchedule
