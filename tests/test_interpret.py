@@ -13,7 +13,7 @@ from torch import nn
 matplotlib.use("Agg")
 
 from dlbook.interpret import (WordAttribution, class_scores, explain_text, grad_cam, integrated_gradients,  # noqa: E402
-                              occlusion, word_attributions)
+                              occlusion, saliency, word_attributions)
 from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig  # noqa: E402
 from dlbook.viz import overlay, plot_word_attributions, render_attributions_html, render_html  # noqa: E402
 
@@ -278,6 +278,40 @@ def test_integrated_gradients_channel_options_and_errors():
         integrated_gradients(model, images, baseline=torch.zeros(5, 8, 8))
     with pytest.raises(ValueError, match=r"target must lie in \[0, 2\]"):
         integrated_gradients(model, images, target=3)
+
+
+def test_saliency_is_the_gradient_of_the_target_logit():
+    model = _small_cnn()
+    images = torch.randn(2, 3, 8, 8)
+    x = images.clone().requires_grad_(True)
+    model(x)[[0, 1], [0, 2]].sum().backward()   # independent reference: plain autograd
+    expected = x.grad.abs().sum(1)
+    assert torch.allclose(saliency(model, images, target=[0, 2]), expected, atol=1e-6)
+    assert torch.allclose(saliency(model, images, target=[0, 2], channel_reduce="sum"), x.grad.sum(1), atol=1e-6)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    maps = saliency(linear, torch.randn(5, 3, 4, 4), target=1, channel_reduce=None)
+    assert torch.allclose(maps, linear[1].weight[1].detach().view(3, 4, 4).expand(5, -1, -1, -1))  # the weights
+    assert all(p.grad is None for p in linear.parameters())   # explaining leaves no gradients behind
+
+
+def test_integrated_gradients_with_smoothgrad_averages_noisy_copies():
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    images = torch.randn(2, 3, 4, 4)
+    plain = integrated_gradients(linear, images, target=1, channel_reduce=None, n_steps=8)
+    # for a linear model IG from zero is x * w; averaged over noisy x it tends to x * w, one noisy copy does not
+    torch.manual_seed(1)
+    smooth = integrated_gradients(linear, images, target=1, channel_reduce=None, n_steps=8, noise_samples=400,
+                                  noise_stdev=0.2)
+    one = integrated_gradients(linear, images, target=1, channel_reduce=None, n_steps=8, noise_samples=1,
+                               noise_stdev=0.2)
+    scale = plain.abs().max()
+    assert (smooth - plain).abs().max() < 0.1 * scale
+    assert (one - plain).abs().max() > 0.1 * (smooth - plain).abs().max()
+    with pytest.raises(ValueError, match="noise_samples"):
+        integrated_gradients(linear, images, noise_samples=-1)
+    with pytest.raises(ValueError, match="return_delta"):
+        integrated_gradients(linear, images, noise_samples=2, return_delta=True)
 
 
 def test_occlusion_shape_and_region():

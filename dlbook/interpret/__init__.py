@@ -2,7 +2,7 @@
 
 * :mod:`dlbook.interpret.text`: :func:`word_attributions` (Layer Integrated Gradients
   on the embedding), :func:`explain_text` and :class:`WordAttribution`;
-* :mod:`dlbook.interpret.image`: :func:`grad_cam`, :func:`integrated_gradients`,
+* :mod:`dlbook.interpret.image`: :func:`saliency`, :func:`grad_cam`, :func:`integrated_gradients` (optionally with SmoothGrad),
   :func:`occlusion`, maps ``(B, H, W)`` of the input's size;
 * :mod:`dlbook.interpret.sanity`: :func:`cascading_randomization`, the model-parameter
   randomisation test of Adebayo et al. (2018) that checks an explanation depends on the model.
@@ -19,9 +19,9 @@ Example:
 """
 
 from dlbook.interpret._common import SCORES, class_scores
-from dlbook.interpret.image import grad_cam, integrated_gradients, occlusion
+from dlbook.interpret.image import grad_cam, integrated_gradients, occlusion, saliency
 from dlbook.interpret.sanity import RandomizationResult, cascading_randomization, randomizable_layers
 from dlbook.interpret.text import WordAttribution, explain_text, word_attributions
 
 __all__ = ["SCORES", "class_scores", "word_attributions", "WordAttribution", "explain_text", "grad_cam",
-           "integrated_gradients", "occlusion", "RandomizationResult", "cascading_randomization", "randomizable_layers"]
+           "integrated_gradients", "occlusion", "saliency", "RandomizationResult", "cascading_randomization", "randomizable_layers"]

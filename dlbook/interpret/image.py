@@ -1,6 +1,9 @@
-"""Attribution maps for image classifiers: Grad-CAM, Integrated Gradients, occlusion.
+"""Attribution maps for image classifiers: saliency, Grad-CAM, Integrated Gradients (with SmoothGrad), occlusion.
 
 Papers:
+    Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks: Visualising
+    Image Classification Models and Saliency Maps", ICLR workshop 2014 (saliency).
+    Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017 (NoiseTunnel).
     Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017.
     Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
@@ -96,9 +99,37 @@ def _reduce_channels(attributions: Tensor, channel_reduce: str | None) -> Tensor
     raise ValueError(f"channel_reduce={channel_reduce!r}; use 'sum', 'abs', 'mean' or None")
 
 
+def saliency(model: nn.Module, images: Tensor, target=None, *, score: str = "logit",
+             channel_reduce: str | None = "abs") -> Tensor:
+    """The gradient of the target's score with respect to each pixel (Simonyan et al., 2014).
+
+    Args:
+        model: an image classifier ``(B, C, H, W) -> (B, K)``.
+        images: the batch, normalised as in training.
+        target: class per image or None for the predicted class.
+        score: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see :func:`class_scores`).
+        channel_reduce: ``"abs"`` (the paper's max over channels is close; the sum of absolute
+            values is Captum's), ``"sum"``, ``"mean"`` or None to keep ``(B, C, H, W)``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+        >>> saliency(net, torch.randn(2, 3, 4, 4), target=1).shape
+        torch.Size([2, 4, 4])
+    """
+    from captum.attr import Saliency
+
+    images = _images_on_device(model, images)
+    with explaining(model):
+        forward = scored_forward(model, score)
+        with torch.no_grad():
+            target = resolve_target(target, forward(images))
+        grads = Saliency(forward).attribute(images, target=target, abs=False)
+    return _reduce_channels(grads.detach().float(), channel_reduce).cpu()
+
+
 def integrated_gradients(model: nn.Module, images: Tensor, target=None, baseline: Tensor | float | None = None, *,
                          n_steps: int = 50, internal_batch_size: int | None = None, score: str = "logit",
-                         channel_reduce: str | None = "sum",
+                         channel_reduce: str | None = "sum", noise_samples: int = 0, noise_stdev: float = 0.15,
                          return_delta: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Integrated Gradients per pixel, from ``baseline`` (default: all zeros, the mean image
     after normalisation) to the image.
@@ -113,7 +144,10 @@ def integrated_gradients(model: nn.Module, images: Tensor, target=None, baseline
         score: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see :func:`class_scores`).
         channel_reduce: ``"sum"`` (signed, keeps completeness), ``"abs"``, ``"mean"``, or None
             to keep ``(B, C, H, W)``.
-        return_delta: also return the completeness error per image ``(B,)``.
+        noise_samples: 0 for plain IG; n > 0 averages IG over n noisy copies of each image
+            (SmoothGrad through Captum's ``NoiseTunnel``), which removes much of IG's speckle.
+        noise_stdev: the noise's standard deviation, in the normalised input's units.
+        return_delta: also return the completeness error per image ``(B,)`` (plain IG only).
 
     Returns:
         ``(B, H, W)`` (or ``(B, C, H, W)``) float32 on the CPU, and the deltas if asked.
@@ -128,6 +162,10 @@ def integrated_gradients(model: nn.Module, images: Tensor, target=None, baseline
 
     images = _images_on_device(model, images)
     check_n_steps(n_steps)
+    if not isinstance(noise_samples, int) or noise_samples < 0 or not noise_stdev > 0:
+        raise ValueError(f"noise_samples={noise_samples!r} must be an int >= 0 and noise_stdev={noise_stdev!r} > 0")
+    if noise_samples and return_delta:
+        raise ValueError("return_delta is for plain Integrated Gradients: pass noise_samples=0 to get the deltas")
     if baseline is None:
         baseline = torch.zeros_like(images)
     elif isinstance(baseline, (int, float)):
@@ -143,9 +181,16 @@ def integrated_gradients(model: nn.Module, images: Tensor, target=None, baseline
         forward = scored_forward(model, score)
         with torch.no_grad():
             target = resolve_target(target, forward(images))
-        result = IntegratedGradients(forward).attribute(images, baselines=baseline, target=target, n_steps=n_steps,
-                                                        internal_batch_size=internal_batch_size,
-                                                        return_convergence_delta=return_delta)
+        ig = IntegratedGradients(forward)
+        if noise_samples:
+            from captum.attr import NoiseTunnel
+
+            result = NoiseTunnel(ig).attribute(images, nt_type="smoothgrad", nt_samples=noise_samples,
+                                               stdevs=noise_stdev, baselines=baseline, target=target, n_steps=n_steps,
+                                               internal_batch_size=internal_batch_size)
+        else:
+            result = ig.attribute(images, baselines=baseline, target=target, n_steps=n_steps,
+                                  internal_batch_size=internal_batch_size, return_convergence_delta=return_delta)
     attributions, delta = result if return_delta else (result, None)
     maps = _reduce_channels(attributions.detach().float(), channel_reduce).cpu()
     return (maps, delta.detach().float().cpu()) if return_delta else maps
