@@ -63,6 +63,11 @@ def test_bad_input_gives_clear_errors():
 
 def test_an_invisible_fused_lstm_is_an_error_not_a_low_count():
     lstm = nn.LSTM(4, 8, batch_first=True)
+    model = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=30))
+    try:                                                            # packed, but every sentence of length 5
+        count_flops(model, torch.randint(1, 30, (3, 5)), torch.tensor([5, 5, 5]))
+    except ValueError as exc:
+        assert "fused kernel" in str(exc) and "different lengths" in str(exc)
     if count_flops(nn.GRU(4, 8), torch.zeros(5, 1, 4)) == 0:      # sanity: the counter sees an unpacked GRU
         pytest.skip("this PyTorch counts no unpacked recurrent layer at all")
     try:

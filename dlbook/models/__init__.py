@@ -110,7 +110,8 @@ def count_flops(model: nn.Module, *example_inputs: Any) -> int:
         TypeError: ``model`` is not an ``nn.Module``.
         ValueError: no example inputs; the forward pass fails on them (the message shows their
             shapes); or a recurrent layer ran a fused kernel the counter cannot see (PyTorch's
-            CPU ``nn.LSTM`` on an unpacked batch), which would make the total silently too low.
+            CPU ``nn.LSTM`` on an unpacked batch, or on a packed batch of equal lengths), which
+            would make the total silently too low.
 
     Example:
         >>> count_flops(nn.Linear(3, 5), torch.zeros(7, 3))          # 2 * 7 * 3 * 5
@@ -154,8 +155,10 @@ def count_flops(model: nn.Module, *example_inputs: Any) -> int:
             hook.remove()
     if unseen:
         raise ValueError(f"the recurrent layer(s) {unseen} ran a fused kernel that FlopCounterMode counts as 0 FLOPs "
-                         "(PyTorch's CPU nn.LSTM on an unpacked batch does), so the total would be too low; pass a "
-                         "PackedSequence (as dlbook.models.rnn_classifier.RNNClassifier does) or count them by hand")
+                         "(PyTorch's CPU nn.LSTM does on an unpacked batch, and on a packed one whose sequences all "
+                         "have the same length), so the total would be too low; pass a PackedSequence of sequences of "
+                         "different lengths (a real batch for dlbook.models.rnn_classifier.RNNClassifier) or count "
+                         "them by hand")
     return int(counter.get_total_flops())
 
 
