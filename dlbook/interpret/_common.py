@@ -56,6 +56,13 @@ def scored_forward(model: nn.Module, score: str) -> Callable[..., Tensor]:
     return forward
 
 
+def scored_forward_and_target(model: nn.Module, score: str, target, *inputs) -> tuple[Callable[..., Tensor], Tensor]:
+    """:func:`scored_forward` and the ``(B,)`` targets it explains (:func:`resolve_target` on one pass over ``inputs``)."""
+    forward = scored_forward(model, score)
+    with torch.no_grad():
+        return forward, resolve_target(target, forward(*inputs))
+
+
 @contextlib.contextmanager
 def explaining(model: nn.Module) -> Iterator[nn.Module]:
     """:func:`dlbook.train.eval_mode`, with cuDNN off: cuDNN RNNs run backward only in training mode."""

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dlbook.interpret._common import check_n_steps, check_submodule, explaining, resolve_target, scored_forward
+from dlbook.interpret._common import (check_n_steps, check_submodule, explaining, resolve_target,
+                                     scored_forward_and_target)
 from dlbook.train.inference import model_device
 
 
@@ -104,25 +105,21 @@ def saliency(model: nn.Module, images: Tensor, target=None, *, score: str = "log
     """The gradient of the target's score with respect to each pixel (Simonyan et al., 2014).
 
     Args:
-        model: an image classifier ``(B, C, H, W) -> (B, K)``.
-        images: the batch, normalised as in training.
-        target: class per image or None for the predicted class.
-        score: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see :func:`class_scores`).
+        model, images, target, score: as for :func:`integrated_gradients`.
         channel_reduce: ``"abs"`` (the paper's max over channels is close; the sum of absolute
             values is Captum's), ``"sum"``, ``"mean"`` or None to keep ``(B, C, H, W)``.
 
     Example:
-        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
-        >>> saliency(net, torch.randn(2, 3, 4, 4), target=1).shape
-        torch.Size([2, 4, 4])
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 2, 2))
+        >>> maps = saliency(net, torch.randn(1, 3, 2, 2), target=0, channel_reduce=None)
+        >>> torch.allclose(maps.flatten(), net[1].weight[0])   # a linear model's gradient is its weight row
+        True
     """
     from captum.attr import Saliency
 
     images = _images_on_device(model, images)
     with explaining(model):
-        forward = scored_forward(model, score)
-        with torch.no_grad():
-            target = resolve_target(target, forward(images))
+        forward, target = scored_forward_and_target(model, score, target, images)
         grads = Saliency(forward).attribute(images, target=target, abs=False)
     return _reduce_channels(grads.detach().float(), channel_reduce).cpu()
 
@@ -178,9 +175,7 @@ def integrated_gradients(model: nn.Module, images: Tensor, target=None, baseline
             raise ValueError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to the images "
                              f"{tuple(images.shape)}") from None
     with explaining(model):
-        forward = scored_forward(model, score)
-        with torch.no_grad():
-            target = resolve_target(target, forward(images))
+        forward, target = scored_forward_and_target(model, score, target, images)
         ig = IntegratedGradients(forward)
         if noise_samples:
             from captum.attr import NoiseTunnel
@@ -233,8 +228,7 @@ def occlusion(model: nn.Module, images: Tensor, target=None, window: int | tuple
     if win[0] > height or win[1] > width:
         raise ValueError(f"window {win} is larger than the images ({height}, {width})")
     with explaining(model), torch.no_grad():
-        forward = scored_forward(model, score)
-        target = resolve_target(target, forward(images))
+        forward, target = scored_forward_and_target(model, score, target, images)
         attributions = Occlusion(forward).attribute(images, sliding_window_shapes=(channels, *win),
                                                     strides=(channels, *step), baselines=baseline, target=target,
                                                     perturbations_per_eval=perturbations_per_eval)

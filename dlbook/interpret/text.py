@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from dlbook.data.text import PAD_INDEX, check_token_batch, padding_mask
-from dlbook.interpret._common import check_n_steps, check_submodule, explaining, resolve_target, scored_forward
+from dlbook.interpret._common import (check_n_steps, check_submodule, explaining, resolve_target,
+                                     scored_forward_and_target)
 from dlbook.train.inference import model_device
 
 
@@ -102,9 +103,7 @@ def word_attributions(model: nn.Module, tokens: Tensor, lengths: Tensor, target=
         replaced = inside & ~torch.isin(tokens, torch.as_tensor(list(keep_tokens), device=device))
     baseline = torch.where(replaced, torch.full_like(tokens, baseline_index), tokens)
     with explaining(model):
-        forward = scored_forward(model, score)
-        with torch.no_grad():
-            target = resolve_target(target, forward(tokens, lengths))
+        forward, target = scored_forward_and_target(model, score, target, tokens, lengths)
         lig = LayerIntegratedGradients(forward, layer)
         result = lig.attribute(tokens, baselines=baseline, target=target, additional_forward_args=(lengths,),
                                n_steps=n_steps, internal_batch_size=internal_batch_size,
