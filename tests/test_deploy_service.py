@@ -33,13 +33,13 @@ def make_bundles(root):
     torch.manual_seed(0)
     vgg = VGG(VGGConfig.tiny()).eval()
     export_onnx(vgg, (torch.randn(2, 3, 32, 32),), root / "vgg.onnx", input_names=["images"],
-                dynamic={"images": {0: "batch"}})
+                dynamic={"images": {0: "batch"}}, dynamo=False)  # the fast exporter: here only the service is tested
     image = write_bundle(root / "image", root / "vgg.onnx", name="tiny-vgg", version="t1", kind="image",
                          classes=CLASSES, image_shape=(32, 32, 3), mean=(0.5, 0.4, 0.3), std=(0.25, 0.25, 0.25))
     vocab = Vocab.build([tokenize(s) for s in SENTENCES])
     rnn = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=len(vocab), pooling="last+max")).eval()
     export_onnx(PaddingFreeRNN(rnn), (torch.randint(2, len(vocab), (2, 5)),), root / "rnn.onnx",
-                input_names=["tokens"], dynamic={"tokens": {0: "batch", 1: "time"}})
+                input_names=["tokens"], dynamic={"tokens": {0: "batch", 1: "time"}}, dynamo=False)
     save_text_spec(vocab, root / "spec.json", max_tokens=40)
     text = write_bundle(root / "text", root / "rnn.onnx", name="tiny-bilstm", version="t2", kind="text",
                         classes=["negative", "positive"], text_spec=root / "spec.json", max_text_chars=300)

@@ -32,11 +32,15 @@ def file_size_mb(path: str | os.PathLike) -> float:
     return Path(path).stat().st_size / 2**20
 
 
-def _preprocess(src: Path, dst: Path) -> None:
-    """Shape inference and graph clean-up that ONNX Runtime asks for before quantising."""
+def _preprocess(src: Path, dst: Path, symbolic: bool) -> None:
+    """Shape inference and graph clean-up that ONNX Runtime asks for before quantising.
+
+    ``symbolic=False`` skips its symbolic shape inference, which fails on the LSTM graphs that
+    the tracing exporter writes (ONNX's own shape inference still runs).
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=not symbolic)
 
 
 def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike,
@@ -53,7 +57,7 @@ def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike,
         raise FileNotFoundError(f"{src} does not exist; export the model first (dlbook.deploy.export.export_onnx)")
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
-        _preprocess(src, pre)
+        _preprocess(src, pre, symbolic=False)
         quantize_dynamic(str(pre), str(dst), op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8)
     return dst
 
@@ -98,7 +102,7 @@ def quantize_static_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibra
     reader = _Batches(name, batches)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
-        _preprocess(src, pre)
+        _preprocess(src, pre, symbolic=True)
         quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[method])

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -265,7 +266,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServiceConfig, str, int]:
     parser = argparse.ArgumentParser(prog="python -m dlbook.deploy.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, help="a bundle folder (repeatable)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="default: $PORT, else 8000")
     parser.add_argument("--max-body-bytes", type=int, default=ServiceConfig.max_body_bytes)
     parser.add_argument("--timeout-s", type=float, default=ServiceConfig.timeout_s)
     parser.add_argument("--max-concurrent", type=int, default=ServiceConfig.max_concurrent)
