@@ -7,7 +7,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from dlbook.data.text import Vocab, tokenize
-from dlbook.deploy.export import (PaddingFreeRNN, check_exported, export_onnx, export_program, onnx_runner,
+from dlbook.deploy.export import (OnnxModule, PaddingFreeRNN, check_exported, export_onnx, export_program,
                                   save_text_spec)
 from dlbook.deploy.quantize import file_size_mb, quantize_dynamic_onnx, quantize_static_onnx
 from dlbook.deploy.serverless import handler, measure_cold_start
@@ -42,7 +42,7 @@ def test_torch_export_equals_eager_at_several_batch_sizes(tiny_vgg):
 def test_onnx_export_of_the_cnn_equals_eager(tiny_vgg, tmp_path, dynamo):
     path = export_onnx(tiny_vgg, (torch.randn(2, 3, 32, 32),), tmp_path / "vgg.onnx", input_names=["images"],
                        dynamic={"images": {0: "batch"}}, dynamo=dynamo)
-    run = onnx_runner(path)
+    run = OnnxModule(path)
     assert run.session.get_inputs()[0].shape[0] == "batch"
     check = check_exported(tiny_vgg, run, [(torch.randn(b, 3, 32, 32),) for b in (1, 5, 16)])
     assert check.max_abs_error < 1e-4, check.errors
@@ -54,7 +54,7 @@ def test_padding_free_bilstm_exports_with_dynamic_batch_and_time(tmp_path, pooli
     rnn = RNNClassifier(RNNClassifierConfig.tiny(vocab_size=50, pooling=pooling)).eval()
     path = export_onnx(PaddingFreeRNN(rnn), (token_batch(2, 7),), tmp_path / "rnn.onnx", input_names=["tokens"],
                        dynamic={"tokens": {0: "batch", 1: "time"}}, dynamo=False)
-    run = onnx_runner(path)
+    run = OnnxModule(path)
     sizes = [(1, 1), (1, 9), (3, 4), (8, 31)]  # none is the example's (2, 7): a frozen axis would fail here
     check = check_exported(lambda t: rnn(t, torch.full((len(t),), t.shape[1])), run,
                            [(token_batch(b, t, seed=b * t),) for b, t in sizes])
@@ -68,7 +68,7 @@ def test_traced_export_of_the_packed_bilstm_is_wrong_for_other_lengths(tmp_path)
     tokens, lengths = token_batch(3, 7), torch.tensor([7, 4, 2])
     path = export_onnx(rnn, (tokens, lengths), tmp_path / "packed.onnx", input_names=["tokens", "lengths"],
                        dynamic={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, dynamo=False)
-    run = onnx_runner(path)
+    run = OnnxModule(path)
     other, other_lengths = token_batch(4, 9, seed=1), torch.tensor([9, 3, 6, 1])
     for i, n in enumerate(other_lengths):
         other[i, n:] = 0
@@ -120,7 +120,7 @@ def test_static_int8_keeps_the_accuracy_of_a_trained_cnn(digits_cnn, tmp_path):
     model, path, x_train, x_test, y_test = digits_cnn
     calibration = [x_train[i:i + 100].numpy() for i in range(0, 400, 100)]  # training images only
     int8 = quantize_static_onnx(path, tmp_path / "cnn_int8.onnx", calibration)
-    acc = {name: float((onnx_runner(p)(x_test).argmax(1) == y_test).mean()) for name, p in
+    acc = {name: float((OnnxModule(p)(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()) for name, p in
            (("fp32", path), ("int8", int8))}
     assert acc["fp32"] > 0.9, acc  # the model did learn
     assert abs(acc["fp32"] - acc["int8"]) <= 0.02, acc
@@ -146,7 +146,7 @@ def test_dynamic_int8_bilstm_is_smaller_and_agrees_with_fp32(tmp_path):
     assert "DynamicQuantizeLSTM" in ops, ops
     assert file_size_mb(int8) < 0.6 * file_size_mb(path)
     tokens = token_batch(64, 12, 500, seed=3)
-    fp32, q = onnx_runner(path)(tokens), onnx_runner(int8)(tokens)
+    fp32, q = OnnxModule(path)(tokens).numpy(), OnnxModule(int8)(tokens).numpy()
     assert np.abs(fp32 - q).max() < 0.05 and (fp32.argmax(1) == q.argmax(1)).mean() >= 0.9
 
 

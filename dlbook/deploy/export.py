@@ -61,7 +61,7 @@ def _shapes(inputs: Sequence[torch.Tensor]) -> str:
 def check_exported(model: nn.Module, exported: Callable, inputs: Sequence[tuple[torch.Tensor, ...]]) -> ExportCheck:
     """Run ``model(*x)`` and ``exported(*x)`` for each ``x`` in ``inputs``; the max abs error of each.
 
-    ``exported`` returns a tensor or a NumPy array (an ONNX Runtime session wrapped by :func:`onnx_runner`).
+    ``exported`` returns a tensor or a NumPy array (e.g. an :class:`OnnxModule`).
     """
     if not inputs:
         raise ValueError("check_exported needs at least one input tuple, e.g. [(torch.randn(2, 3, 32, 32),)]")
@@ -69,7 +69,8 @@ def check_exported(model: nn.Module, exported: Callable, inputs: Sequence[tuple[
     with torch.inference_mode():
         for x in inputs:
             want = model(*x).float().numpy()
-            got = np.asarray(exported(*x), dtype=np.float32)
+            got = exported(*x)
+            got = np.asarray(got.float() if isinstance(got, torch.Tensor) else got, dtype=np.float32)
             if got.shape != want.shape:
                 raise AssertionError(f"export gives shape {got.shape} for inputs {_shapes(x)}, eager {want.shape}")
             errors[_shapes(x)] = float(np.abs(got - want).max())
@@ -127,21 +128,36 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: str |
     return path
 
 
-def onnx_runner(path: str | os.PathLike, threads: int | None = None) -> Callable:
-    """A function ``f(*tensors) -> np.ndarray`` that runs the ONNX file with ONNX Runtime (CPU)."""
-    import onnxruntime as ort
+class OnnxModule(nn.Module):
+    """An ONNX file run by ONNX Runtime (CPU), called like the eager model: tensors in, a tensor out.
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
+    An ``nn.Module`` without parameters, so ``dlbook.train.predict``, ``dlbook.timing`` and
+    :func:`check_exported` treat the exported model exactly as the eager one.
 
-    def run(*tensors):
-        feeds = {n: (t.numpy() if isinstance(t, torch.Tensor) else t) for n, t in zip(names, tensors)}
-        return session.run(None, feeds)[0]
-    run.session = session
-    return run
+    Args:
+        path: the ``.onnx`` file.
+        threads: ONNX Runtime's intra-op threads (None: its default, one per core).
+
+    Example:
+        >>> OnnxModule("vgg11_int8.onnx")(torch.zeros(1, 3, 32, 32)).shape   # doctest: +SKIP
+        torch.Size([1, 10])
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"the ONNX model takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
+        feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.input_names, inputs)}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
 class PaddingFreeRNN(nn.Module):
