@@ -86,10 +86,15 @@ class _Metrics:
         self.info = Info("model", "The models served", ["kind"], registry=registry)
 
 
-def _metrics_middleware(app, metrics: _Metrics):
-    async def middleware(scope, receive, send):
+class _MetricsMiddleware:
+    """Outermost ASGI layer: counts every request by endpoint, method and status, and times it."""
+
+    def __init__(self, app, metrics: _Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
-            return await app(scope, receive, send)
+            return await self.app(scope, receive, send)
         endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"  # bounded label values
         status = {"code": 500}
 
@@ -100,21 +105,24 @@ def _metrics_middleware(app, metrics: _Metrics):
 
         tic = time.perf_counter()
         try:
-            await app(scope, receive, send_status)
+            await self.app(scope, receive, send_status)
         finally:
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - tic)
-            metrics.requests.labels(endpoint, scope["method"], str(status["code"])).inc()
-    return middleware
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - tic)
+            self.metrics.requests.labels(endpoint, scope["method"], str(status["code"])).inc()
 
 
-def _body_limit_middleware(app, limit: int):
-    """Refuse bodies over ``limit`` bytes with 413: by Content-Length at once, else while streaming."""
-    async def middleware(scope, receive, send):
+class _BodyLimitMiddleware:
+    """Refuse bodies over ``limit`` bytes with 413: by Content-Length at once, else while the chunks arrive."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
-            return await app(scope, receive, send)
+            return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
-        too_big = _error(413, f"the body is over the limit of {limit} bytes")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        too_big = _error(413, f"the body is over the limit of {self.limit} bytes")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await too_big(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
@@ -124,7 +132,7 @@ def _body_limit_middleware(app, limit: int):
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-            if size > limit:  # chunked upload without a length: stop reading here
+            if size > self.limit:  # a chunked upload without a length: stop reading here
                 return await too_big(scope, receive, send)
         body, sent = b"".join(chunks), False
 
@@ -134,8 +142,7 @@ def _body_limit_middleware(app, limit: int):
                 return await receive()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return await app(scope, replay, send)
-    return middleware
+        return await self.app(scope, replay, send)
 
 
 def create_app(config: ServiceConfig) -> FastAPI:
@@ -240,25 +247,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def prometheus():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
-    app.add_middleware(_MetricsASGI, metrics=metrics)  # added last: outermost, so it sees every 413 as well
+    app.add_middleware(_BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)  # added last: outermost, so it sees every 413 as well
     return app
-
-
-class _BodyLimit:
-    def __init__(self, app, limit: int):
-        self.handle = _body_limit_middleware(app, limit)
-
-    async def __call__(self, scope, receive, send):
-        await self.handle(scope, receive, send)
-
-
-class _MetricsASGI:
-    def __init__(self, app, metrics: _Metrics):
-        self.handle = _metrics_middleware(app, metrics)
-
-    async def __call__(self, scope, receive, send):
-        await self.handle(scope, receive, send)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ServiceConfig, str, int]:
