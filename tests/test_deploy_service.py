@@ -180,8 +180,8 @@ def test_bad_inputs_are_counted_by_status(url):
 def test_timeout_and_concurrency_bound(bundles):
     with running_service([bundles[0]], "--timeout-s", "0.000001") as base:  # no inference can finish in 1 us
         response = post(base, json={"image": pixels(3).tolist()})
-        assert response.status_code in (503, 504) and "timeout" in response.json()["detail"] or \
-            "busy" in response.json()["detail"]
+        detail = response.json()["detail"]
+        assert response.status_code in (503, 504) and ("timeout" in detail or "busy" in detail), detail
     with running_service([bundles[0]], "--max-concurrent", "1") as base:
         result = run_load(base, [{"json": {"image": pixels(4).tolist()}}], concurrency=8, total=32)
         assert result.errors == 0
