@@ -29,8 +29,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +91,24 @@ def export_program(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic:
     return torch.export.export(model.eval(), example, dynamic_shapes=shapes)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence what C++ code writes to file descriptor 2 (the tracing exporter's shape-inference warnings).
+
+    Python exceptions still propagate; only the native warning lines are dropped.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: str | os.PathLike, *,
                 input_names: Sequence[str], dynamic: dict[str, dict[int, str]], dynamo: bool = True,
                 opset: int = 18) -> Path:
@@ -113,8 +133,8 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: str |
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters warn about every traced Python branch
+    with warnings.catch_warnings(), _quiet_native_stderr():
+        warnings.simplefilter("ignore")  # the exporters warn about every traced Python branch (and, in C++, shapes)
         if dynamo:
             shapes = [dict(dynamic.get(name, {})) or None for name in input_names]  # {axis: "batch"}: named dims
             program = torch.onnx.export(model, example, input_names=list(input_names), output_names=["logits"],
