@@ -30,7 +30,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import os
 import sys
 import warnings
@@ -92,21 +94,29 @@ def export_program(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence what C++ code writes to file descriptor 2 (the tracing exporter's shape-inference warnings).
+def _quiet():
+    """Silence the exporters' chatter: Python warnings, prints, log records, and what C++ writes to fds 1 and 2.
 
-    Python exceptions still propagate; only the native warning lines are dropped.
+    The tracing exporter warns about shape inference in C++; the dynamo exporter prints its
+    progress and, when it fails, logs the whole traced graph (with source paths). Exceptions
+    still propagate, with their messages; only the chatter is dropped.
     """
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved, disabled = {fd: os.dup(fd) for fd in (1, 2)}, logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+        with open(os.devnull, "w") as null, warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            for fd in saved:
+                os.dup2(null.fileno(), fd)
             yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        logging.disable(disabled)
 
 
 def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: str | os.PathLike, *,
@@ -133,8 +143,7 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: str |
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    with warnings.catch_warnings(), _quiet_native_stderr():
-        warnings.simplefilter("ignore")  # the exporters warn about every traced Python branch (and, in C++, shapes)
+    with _quiet():
         if dynamo:
             shapes = [dict(dynamic.get(name, {})) or None for name in input_names]  # {axis: "batch"}: named dims
             program = torch.onnx.export(model, example, input_names=list(input_names), output_names=["logits"],
