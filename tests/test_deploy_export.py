@@ -116,6 +116,7 @@ def digits_cnn(tmp_path_factory):
     return model, path, x[train], x[test].numpy(), y[test].numpy()
 
 
+@pytest.mark.slow  # trains the CNN for a few seconds (15 s on a loaded 2-core machine)
 def test_static_int8_keeps_the_accuracy_of_a_trained_cnn(digits_cnn, tmp_path):
     model, path, x_train, x_test, y_test = digits_cnn
     calibration = [x_train[i:i + 100].numpy() for i in range(0, 400, 100)]  # training images only
@@ -127,13 +128,16 @@ def test_static_int8_keeps_the_accuracy_of_a_trained_cnn(digits_cnn, tmp_path):
     assert "QuantizeLinear" in {n.op_type for n in __import__("onnx").load(int8).graph.node}
 
 
-def test_static_quantisation_needs_calibration_and_a_file(digits_cnn, tmp_path):
+def test_static_quantisation_needs_calibration_and_a_file(tmp_path):
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)).eval()
+    path = export_onnx(cnn, (torch.zeros(2, 1, 8, 8),), tmp_path / "cnn.onnx", input_names=["images"],
+                       dynamic={"images": {0: "batch"}}, dynamo=False)
     with pytest.raises(ValueError, match="calibration data is empty"):
-        quantize_static_onnx(digits_cnn[1], tmp_path / "q.onnx", [])
+        quantize_static_onnx(path, tmp_path / "q.onnx", [])
     with pytest.raises(FileNotFoundError, match="export the model first"):
         quantize_dynamic_onnx(tmp_path / "missing.onnx", tmp_path / "q.onnx")
     with pytest.raises(ValueError, match="method"):
-        quantize_static_onnx(digits_cnn[1], tmp_path / "q.onnx", [np.zeros((1, 1, 8, 8), np.float32)], method="kl")
+        quantize_static_onnx(path, tmp_path / "q.onnx", [np.zeros((1, 1, 8, 8), np.float32)], method="kl")
 
 
 def test_dynamic_int8_bilstm_is_smaller_and_agrees_with_fp32(tmp_path):
