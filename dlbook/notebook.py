@@ -162,7 +162,12 @@ def _fmt(value) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """``190.2`` -> ``"3 min 10 s"``; ``41.1 * 60`` -> ``"41 min 6 s"``; ``4000`` -> ``"1 h 6 min"``."""
+    """``0.213`` -> ``"0.213 s"``; ``190.2`` -> ``"3 min 10 s"``; ``41.1 * 60`` -> ``"41 min 6 s"``; ``4000`` -> ``"1 h 6 min"``.
+
+    Under 10 s three significant digits are kept (a 0.21 s cold start must not read "0 s").
+    """
+    if seconds < 10:
+        return f"{seconds:.3g} s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"

@@ -13,6 +13,7 @@ from dlbook.notebook import (
     RESULTS_MIME,
     code_version,
     dlbook_sha256,
+    format_duration,
     format_result,
     record,
 )
@@ -109,6 +110,12 @@ def test_outside_a_git_checkout(tmp_path):
 
 
 # --- labels and the note ---------------------------------------------------------------------------------------------
+
+def test_durations_under_ten_seconds_keep_their_digits():
+    assert format_duration(0.213) == "0.213 s"   # a sub-second cold start must not read "0 s"
+    assert format_duration(2.04) == "2.04 s"
+    assert format_duration(59.6) == "1 min 0 s" and format_duration(190.2) == "3 min 10 s"
+
 
 def test_format_result_reads_units_and_labels():
     assert format_result("train_time_min", 41.1) == "train time: 41.1 min"
