@@ -45,7 +45,7 @@ def test_hashes_survive_brightness_and_small_noise_but_separate_different_images
         other = hamming_distances(fn(x), fn(x))
         off = other[~torch.eye(50, dtype=torch.bool)]
         assert same.float().mean() < 3 and off.float().mean() > 15, fn.__name__
-    assert difference_hash(x[:, 0]).shape == (50, 8)          # (N, H, W) grayscale works
+    assert difference_hash(x[:, :1]).shape == (50, 8)         # (N, 1, H, W) grayscale works
 
 
 def test_nearest_by_hash_equals_brute_force_and_respects_chunks():
@@ -113,8 +113,12 @@ def test_close_pairs_and_groups():
 
 def test_bad_inputs_raise_clearly():
     x = _images(2)
-    with pytest.raises(TypeError, match="uint8"):
+    with pytest.raises(ValueError, match="uint8"):
         average_hash(x.float())
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\).*unsqueeze\(1\)"):
+        average_hash(x[0])                                    # one (C, H, W) image is not 3 grayscale ones
+    with pytest.raises(ValueError, match="2 channels"):
+        average_hash(x[:, :2])
     with pytest.raises(ValueError, match="hash_size"):
         difference_hash(x, hash_size=1)
     with pytest.raises(ValueError, match="channels-last"):

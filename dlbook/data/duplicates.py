@@ -32,21 +32,34 @@ _LUMA = (0.299, 0.587, 0.114)
 _BYTE_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int64)
 
 
-def _grayscale(images, hash_size: int, width: int) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` or ``(N, H, W)`` -> float ``(N, hash_size, width)`` by luminance and area resize."""
+def _check_images(images, name: str = "images") -> torch.Tensor:
+    """``images`` as a non-empty uint8 batch ``(N, C, H, W)`` with C = 1 or 3, or a ValueError saying what to do.
+
+    One rule for every image batch in this module, in the order shape, channels, size, dtype: the same
+    batch-first ``(N, C, H, W)`` rule as the Captum helpers of :mod:`dlbook.interpret.image` (which
+    want float model inputs where these hashes want uint8 pixels). A 3-D tensor is refused rather
+    than guessed at: ``(N, H, W)`` grayscale and one ``(C, H, W)`` image look the same.
+    """
     x = torch.as_tensor(images)
+    if x.dim() != 4:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; pass a batch (N, C, H, W): for one image use "
+                         f"{name}.unsqueeze(0), for grayscale (N, H, W) use {name}.unsqueeze(1)")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"{name} has shape {tuple(x.shape)}: {x.shape[1]} channels; pass (N, C, H, W) with C = 1 "
+                         f"or 3 (for channels-last images (N, H, W, C) use {name}.permute(0, 3, 1, 2))")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty: pass at least one image")
     if x.dtype != torch.uint8:
-        raise TypeError(f"images have dtype {x.dtype}; pass uint8 pixels in [0, 255] "
-                        "(e.g. (x * 255).round().to(torch.uint8) for floats in [0, 1])")
+        raise ValueError(f"{name} has dtype {x.dtype}; pass uint8 pixels in [0, 255] "
+                         "(e.g. (x * 255).round().to(torch.uint8) for floats in [0, 1])")
+    return x
+
+
+def _grayscale(images, hash_size: int, width: int) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> float ``(N, hash_size, width)`` by luminance and area resize."""
+    x = _check_images(images)
     if not isinstance(hash_size, int) or hash_size < 2:
         raise ValueError(f"hash_size={hash_size!r}; it must be an int >= 2 (8 gives the classic 64-bit hash)")
-    if x.dim() == 3:
-        x = x.unsqueeze(1)                                        # (N, 1, H, W)
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images have shape {tuple(x.shape)}; pass (N, C, H, W) with C = 1 or 3, or (N, H, W) "
-                         "(for channels-last images (N, H, W, C) use images.permute(0, 3, 1, 2))")
-    if x.shape[0] == 0:
-        raise ValueError("images is empty: pass at least one image")
     if x.shape[2] < hash_size or x.shape[3] < width:
         raise ValueError(f"images of {x.shape[2]}x{x.shape[3]} pixels are smaller than the {hash_size}x{width} "
                          "grid the hash needs: use a smaller hash_size")
@@ -91,14 +104,14 @@ def average_hash(images, hash_size: int = 8) -> torch.Tensor:
     filter, so bits can differ from it on a few pixels).
 
     Args:
-        images: uint8 ``(N, C, H, W)`` with C = 1 or 3, or ``(N, H, W)``.
+        images: uint8 ``(N, C, H, W)`` with C = 1 or 3 (grayscale ``(N, H, W)``: ``images.unsqueeze(1)``).
         hash_size: side of the grid; the hash has ``hash_size ** 2`` bits.
 
     Returns:
         uint8 ``(N, ceil(hash_size ** 2 / 8))``: the packed bits, 8 bytes per image for the default.
 
     Example:
-        >>> img = torch.zeros(1, 16, 16, dtype=torch.uint8); img[:, :, 8:] = 255   # dark left, bright right
+        >>> img = torch.zeros(1, 1, 16, 16, dtype=torch.uint8); img[..., 8:] = 255   # dark left, bright right
         >>> [f"{b:08b}" for b in average_hash(img)[0].tolist()][:2]
         ['00001111', '00001111']
     """
@@ -113,7 +126,7 @@ def difference_hash(images, hash_size: int = 8) -> torch.Tensor:
     the same ``images`` and ``hash_size`` as :func:`average_hash` and returns packed bits of the same size.
 
     Example:
-        >>> ramp = torch.arange(0, 180, 10, dtype=torch.uint8).repeat(18, 1)[None]   # brighter to the right
+        >>> ramp = torch.arange(0, 180, 10, dtype=torch.uint8).repeat(18, 1)[None, None]   # brighter to the right
         >>> difference_hash(ramp).tolist() == [[255] * 8], difference_hash(ramp.flip(-1)).tolist() == [[0] * 8]
         (True, True)
     """
