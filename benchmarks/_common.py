@@ -60,6 +60,20 @@ def finish(result: dict, out: Path, report: str) -> None:
     print(f"wrote {out}")
 
 
+def check_sizes(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--steps``, ``--rounds`` and ``--batch-size`` at least 1, ``--warmup`` (and ``--workers``) at least 0."""
+    if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0 or getattr(args, "workers", 0) < 0:
+        p.error("--steps, --rounds and --batch-size must be >= 1; --warmup and --workers >= 0")
+
+
+def run_and_write(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict],
+                  report: Callable[[dict], str]) -> int:
+    """Run the benchmark, print its report and write its JSON to ``args.out``: every script's last step."""
+    result = run(args)
+    finish(result, args.out, report(result))
+    return 0
+
+
 def pick_device(name: str | None) -> torch.device:
     return torch.device(name) if name else default_device()
 

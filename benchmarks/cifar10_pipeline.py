@@ -48,19 +48,16 @@ and the JSON says so (``machine.bf16_native: false``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from _common import load_average, machine, pick_device, sgd_step
+from _common import check_sizes, parser, pick_device, run_and_write, sgd_step, start
 from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Normalize, RandomCrop,
                          RandomHorizontalFlip, TensorLoader, cifar10_source, load_cifar10, to_float)
 from dlbook.models.lenet import LeNet5, LeNetConfig
@@ -124,18 +121,13 @@ def run(args) -> dict:
     device = pick_device(args.device)
     images, labels = load_cifar10("train")
     dataset = textbook_dataset(images, labels)
-    result = {
-        "benchmark": "cifar10_pipeline",
-        "claim": "dlbook (tensor pipeline + channels-last + bf16) >= 2x the images/s of the textbook loop "
-                 "(DataLoader + per-image PIL transforms, float32, contiguous), VGG-11-BN",
-        "data": f"CIFAR-10 training images from {cifar10_source().name}"
-                + (" (the JPEG copy)" if "jpeg" in cifar10_source().name else ""),
-        "machine": machine(device),
-        "batch_size": args.batch_size, "workers": args.workers, "rounds": args.rounds,
-        "augmentation": "random crop 32 with 4-pixel zero padding, horizontal flip, normalise",
-        "models": {},
-    }
-    result["load_average_before"] = load_average()
+    result = start("cifar10_pipeline", "dlbook (tensor pipeline + channels-last + bf16) >= 2x the images/s of the "
+                   "textbook loop (DataLoader + per-image PIL transforms, float32, contiguous), VGG-11-BN", device,
+                   data=f"CIFAR-10 training images from {cifar10_source().name}"
+                        + (" (the JPEG copy)" if "jpeg" in cifar10_source().name else ""),
+                   batch_size=args.batch_size, workers=args.workers, rounds=args.rounds,
+                   augmentation="random crop 32 with 4-pixel zero padding, horizontal flip, normalise")
+    result["models"] = {}
     t0 = time.perf_counter()
     for model_name in args.models:
         build, step_factor = MODELS[model_name]
@@ -174,16 +166,14 @@ def run(args) -> dict:
                                         "ratio_median_dlbook_vs_textbook": per["dlbook"]["images_per_s"] / base,
                                         "ratio_best_dlbook_vs_textbook": per["dlbook"]["best_images_per_s"] / base_best}
     result["wall_s"] = time.perf_counter() - t0
-    result["load_average_after"] = load_average()
     return result
 
 
 def report(result: dict) -> str:
+    st = result["settings"]
     lines = [f"{result['machine']['device']}, {result['machine']['cpu']}, torch {result['machine']['versions']['torch']}, "
-             f"batch {result['batch_size']}, {result['workers']} DataLoader workers, median of "
-             f"{result['rounds']} interleaved rounds; {result['data']}",
-             f"load average before/after: {result['load_average_before']} / {result['load_average_after']} "
-             f"(on {os.cpu_count()} CPUs; much above it, other jobs distort the timings)"]
+             f"batch {st['batch_size']}, {st['workers']} DataLoader workers, median of "
+             f"{st['rounds']} interleaved rounds; {st['data']}"]
     for model_name, m in result["models"].items():
         pad = " " * (len(model_name) + 2)
         lines.append(f"\n{model_name}: {'configuration':12s} {'median img/s':>12s} {'x textbook':>10s}   "
@@ -197,32 +187,20 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="where to write the results as JSON")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--batch-size", type=int, default=256, help="the batch size chapter 4.1 trains with")
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per round for VGG-11 (LeNet-5: 5x)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each timing (LeNet-5: 5x)")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the textbook loop")
-    parser.add_argument("--device", default=None, help="default: CUDA if present, else CPU")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="2 steps, 1 round, batch 32: checks that it runs")
-    args = parser.parse_args(argv)
+    parser_ = parser(__doc__)
+    parser_.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser_.add_argument("--batch-size", type=int, default=256, help="the batch size chapter 4.1 trains with")
+    parser_.add_argument("--steps", type=int, default=4, help="timed steps per round for VGG-11 (LeNet-5: 5x)")
+    parser_.add_argument("--warmup", type=int, default=2, help="untimed steps before each timing (LeNet-5: 5x)")
+    parser_.add_argument("--rounds", type=int, default=4)
+    parser_.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the textbook loop")
+    args = parser_.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.warmup, args.batch_size = 2, 1, 1, 32
-    if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0 or args.workers < 0:
-        parser.error("--steps, --rounds and --batch-size must be >= 1; --warmup and --workers >= 0")
+    check_sizes(parser_, args)
     if not os.environ.get("DLBOOK_DATA"):
         print("note: DLBOOK_DATA is not set; CIFAR-10 comes from the cache or a download", file=sys.stderr)
-    result = run(args)
-    print()
-    print(report(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
-    return 0
+    return run_and_write(args, run, report)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from _common import finish, parser, pick_device, sgd_step, start
+from _common import check_sizes, parser, pick_device, run_and_write, sgd_step, start
 from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
                          TensorLoader, load_cifar10, to_float)
 from dlbook.models.lenet import LeNet5, LeNetConfig
@@ -121,11 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.batch_size, args.steps, args.warmup, args.rounds = 16, 1, 1, 1
         args.models = ["lenet5"]
-    if min(args.steps, args.rounds, args.batch_size) < 1 or args.warmup < 0:
-        p.error("--steps, --rounds and --batch-size must be >= 1 and --warmup >= 0")
-    result = run(args)
-    finish(result, args.out, report(result))
-    return 0
+    check_sizes(p, args)
+    return run_and_write(args, run, report)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = run(args)
     finish(result, args.out, report(result))
-    return 0 if all(r["passed"] for r in result["notebooks"].values()) else 1
+    return 0 if all(r["passed"] for r in result["notebooks"].values()) else 1  # a failing chapter fails the run
 
 
 if __name__ == "__main__":

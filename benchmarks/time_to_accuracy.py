@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _common import finish, parser, pick_device, start
+from _common import parser, pick_device, run_and_write, start
 from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Normalize, RandomCrop,
                          RandomHorizontalFlip, TensorLoader, load_cifar10, load_fashion_mnist, load_sst,
                          stratified_split, to_float)
@@ -306,9 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.vgg_epochs < 1:
         p.error("--minutes must be > 0 and --vgg-epochs >= 1")
-    result = run(args)
-    finish(result, args.out, report(result))
-    return 0
+    return run_and_write(args, run, report)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Fixtures shared by the training tests: a tiny 3-class problem, a re-iterable loader, a Trainer factory."""
+"""Fixtures shared by the tests: a tiny 3-class problem, a re-iterable loader, a Trainer factory, one thread."""
 
 import pytest
 import torch
@@ -26,6 +26,18 @@ class Batches:
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
             yield self.x[idx], self.y[idx]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and on a shared CPU two threads can be 20 times slower.
+
+    Use it for a whole module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _blobs(n=256, seed=0):

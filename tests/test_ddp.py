@@ -22,13 +22,7 @@ ARGS = ["--n-train", "256", "--batch-size", "64", "--epochs", "2", "--seed", "3"
 ROOT = Path(dlbook.__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and on a shared CPU two threads can be 20 times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _env():

@@ -10,13 +10,7 @@ from dlbook.interpret import grad_cam, integrated_gradients, occlusion
 from dlbook.interpret.sanity import cascading_randomization, randomizable_layers, spearman_per_example
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and on a shared CPU two threads can be 20 times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _cnn():
