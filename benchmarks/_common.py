@@ -19,8 +19,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
+                         TensorLoader, load_cifar10, to_float)
+from dlbook.models.lenet import LeNet5, LeNetConfig
+from dlbook.models.vgg import vgg11
 from dlbook.notebook import cpu_model, library_versions
 from dlbook.train.device import autocast, autocast_dtype, cpu_supports_bf16, default_device, describe_device
+
+
+# The two models the CIFAR-10 benchmarks time: builder, multiple of --steps (the small model needs more steps for a
+# stable timing). VGG-11-BN is compute-bound, so layout and precision matter; for LeNet-5 the input pipeline does.
+MODELS = {
+    "vgg11": (lambda: vgg11(num_classes=10), 1),
+    "lenet5": (lambda: LeNet5(LeNetConfig(in_channels=3, image_size=32)), 5),
+}
+
+
+def cifar10_train(quick: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10's training images (uint8) and labels; 512 of them for ``--quick``."""
+    images, labels = load_cifar10("train")
+    return (images[:512], labels[:512]) if quick else (images, labels)
+
+
+def tensor_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> TensorLoader:
+    """Chapter 4.1's pipeline: uint8 batches in memory, random crop (4-pixel padding) and flip, then normalise."""
+    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    return TensorLoader(images, labels, batch_size, shuffle=True, transform=augment, drop_last=True, seed=seed)
 
 
 def load_average() -> list[float] | None:

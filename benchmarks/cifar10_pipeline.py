@@ -57,11 +57,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from _common import check_sizes, parser, pick_device, run_and_write, sgd_step, start
-from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Normalize, RandomCrop,
-                         RandomHorizontalFlip, TensorLoader, cifar10_source, load_cifar10, to_float)
-from dlbook.models.lenet import LeNet5, LeNetConfig
-from dlbook.models.vgg import vgg11
+from _common import MODELS, check_sizes, parser, pick_device, run_and_write, sgd_step, start, tensor_loader
+from dlbook.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, cifar10_source, load_cifar10
 from dlbook.timing import forever, throughput
 
 
@@ -82,11 +79,6 @@ CONFIGS = (
     Config("dlbook", "tensor", True, True),
 )
 
-MODELS = {
-    # model builder, timed steps per round (the small model needs more steps for a stable timing)
-    "vgg11": (lambda: vgg11(num_classes=10), 1.0),
-    "lenet5": (lambda: LeNet5(LeNetConfig(in_channels=3, image_size=32)), 5.0),
-}
 
 
 def textbook_dataset(images: torch.Tensor, labels: torch.Tensor) -> CIFAR10Images:
@@ -102,13 +94,6 @@ def textbook_loader(dataset: CIFAR10Images, batch_size: int, workers: int, seed:
     """The classic loop: DataLoader worker processes fetch, transform and collate one image at a time."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                                        drop_last=True, generator=torch.Generator().manual_seed(seed))
-
-
-def tensor_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
-    """dlbook's way: uint8 tensor in memory, crop and flip on the uint8 batch, then to float and normalise."""
-    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float,
-                       Normalize(CIFAR10_MEAN, CIFAR10_STD)])
-    return TensorLoader(images, labels, batch_size, shuffle=True, transform=augment, drop_last=True, seed=seed)
 
 
 def measure(model: nn.Module, batches, config: Config, steps: int, warmup: int, device: torch.device) -> float:

@@ -24,17 +24,9 @@ import time
 
 import torch
 
-from _common import check_sizes, parser, pick_device, run_and_write, sgd_step, start
-from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
-                         TensorLoader, load_cifar10, to_float)
-from dlbook.models.lenet import LeNet5, LeNetConfig
-from dlbook.models.vgg import vgg11
+from _common import MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start, tensor_loader
 from dlbook.timing import forever, throughput
 
-MODELS = {
-    "vgg11": (lambda: vgg11(num_classes=10), 1),
-    "lenet5": (lambda: LeNet5(LeNetConfig(in_channels=3, image_size=32)), 5),
-}
 CONFIGS = [(precision, layout, mode) for mode in ("eager", "compile") for precision in ("fp32", "bf16")
            for layout in ("contiguous", "channels-last")]
 
@@ -48,10 +40,7 @@ def run(args) -> dict:
     result = start("precision_layout", "bf16 and channels-last speed up VGG-11 training; torch.compile does not pay "
                    "on this CPU", device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                    rounds=args.rounds, data="CIFAR-10 train, tensor pipeline (chapter 4.1)")
-    images, labels = load_cifar10("train")
-    if args.quick:
-        images, labels = images[:512], labels[:512]
-    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    images, labels = cifar10_train(args.quick)
     configs = [c for c in CONFIGS if args.compile or c[2] == "eager"]
     if args.quick:  # one compiled configuration is enough to keep the compile path working
         configs = [c for c in configs if c[2] == "eager"] + [c for c in configs if c[2] == "compile"][:1]
@@ -68,8 +57,7 @@ def run(args) -> dict:
             model.load_state_dict(initial)
             runnable = torch.compile(model) if mode == "compile" else model
             step = sgd_step(runnable, device, channels_last=layout == "channels-last", precision=precision)
-            stream = forever(TensorLoader(images, labels, args.batch_size, shuffle=True, transform=augment,
-                                          drop_last=True, seed=args.seed))
+            stream = forever(tensor_loader(images, labels, args.batch_size, args.seed))
             if mode == "compile":  # the first steps compile (forward and backward graphs): time them apart
                 tic = time.perf_counter()
                 for batch in itertools.islice(stream, 2):

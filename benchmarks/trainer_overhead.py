@@ -26,18 +26,10 @@ import time
 import torch
 from torch import nn
 
-from _common import check_sizes, parser, pick_device, run_and_write, sgd_step, start
-from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
-                         TensorLoader, load_cifar10, to_float)
-from dlbook.models.lenet import LeNet5, LeNetConfig
-from dlbook.models.vgg import vgg11
+from _common import MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start, tensor_loader
 from dlbook.timing import forever, throughput
 from dlbook.train import Trainer
 
-MODELS = {  # builder, multiple of --steps (the small model needs more steps for a stable timing)
-    "vgg11": (lambda: vgg11(num_classes=10), 1),
-    "lenet5": (lambda: LeNet5(LeNetConfig(in_channels=3, image_size=32)), 5),
-}
 TARGET = 0.03
 
 
@@ -75,10 +67,7 @@ def run(args) -> dict:
     result = start("trainer_overhead", f"Trainer images/s >= (1 - {TARGET:.0%}) of a bare loop's", device,
                    batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
                    precision="auto", channels_last=True, data="CIFAR-10 train, tensor pipeline (chapter 4.1)")
-    images, labels = load_cifar10("train")
-    if args.quick:
-        images, labels = images[:512], labels[:512]
-    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    images, labels = cifar10_train(args.quick)
     result["models"] = {}
     for name in args.models:
         build, factor = MODELS[name]
@@ -88,8 +77,7 @@ def run(args) -> dict:
         models = {side: build() for side in ("bare", "trainer")}
         for m in models.values():
             m.load_state_dict(initial)
-        streams = {side: forever(TensorLoader(images, labels, args.batch_size, shuffle=True, transform=augment,
-                                              drop_last=True, seed=args.seed)) for side in models}
+        streams = {side: forever(tensor_loader(images, labels, args.batch_size, args.seed)) for side in models}
         bare_step = sgd_step(models["bare"], device, channels_last=True, precision="auto")
         rounds = {"bare": [], "trainer": []}
         for r in range(args.rounds):
