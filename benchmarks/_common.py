@@ -35,6 +35,13 @@ MODELS = {
 }
 
 
+def timed_model(name: str, args: argparse.Namespace) -> tuple[Callable[[], nn.Module], int, int, dict]:
+    """The builder of ``MODELS[name]``, its timed and warm-up steps per round, and its initial weights from ``--seed``."""
+    build, factor = MODELS[name]
+    torch.manual_seed(args.seed)
+    return build, args.steps * factor, args.warmup * factor, build().state_dict()
+
+
 def cifar10_train(quick: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10's training images (uint8) and labels; 512 of them for ``--quick``."""
     images, labels = load_cifar10("train")

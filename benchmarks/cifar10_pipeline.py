@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from _common import MODELS, check_sizes, parser, pick_device, run_and_write, sgd_step, start, tensor_loader
+from _common import MODELS, check_sizes, parser, pick_device, run_and_write, sgd_step, start, tensor_loader, timed_model
 from dlbook.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, cifar10_source, load_cifar10
 from dlbook.timing import forever, throughput
 
@@ -115,11 +115,7 @@ def run(args) -> dict:
     result["models"] = {}
     t0 = time.perf_counter()
     for model_name in args.models:
-        build, step_factor = MODELS[model_name]
-        steps = max(1, round(args.steps * step_factor))
-        warmup = round(args.warmup * step_factor)
-        torch.manual_seed(args.seed)
-        initial = build().state_dict()
+        build, steps, warmup, initial = timed_model(model_name, args)
         streams, models = {}, {}
         for cfg in CONFIGS:
             model = build()

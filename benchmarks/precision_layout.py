@@ -24,7 +24,8 @@ import time
 
 import torch
 
-from _common import MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start, tensor_loader
+from _common import (MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start,
+                     tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
 
 CONFIGS = [(precision, layout, mode) for mode in ("eager", "compile") for precision in ("fp32", "bf16")
@@ -46,10 +47,7 @@ def run(args) -> dict:
         configs = [c for c in configs if c[2] == "eager"] + [c for c in configs if c[2] == "compile"][:1]
     result["models"] = {}
     for model_name in args.models:
-        build, factor = MODELS[model_name]
-        steps, warmup = args.steps * factor, args.warmup * factor
-        torch.manual_seed(args.seed)
-        initial = build().state_dict()
+        build, steps, warmup, initial = timed_model(model_name, args)
         steps_fn, streams, compile_s = {}, {}, {}
         for config in configs:
             precision, layout, mode = config

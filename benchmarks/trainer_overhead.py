@@ -26,7 +26,8 @@ import time
 import torch
 from torch import nn
 
-from _common import MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start, tensor_loader
+from _common import (MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start,
+                     tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
 from dlbook.train import Trainer
 
@@ -70,10 +71,7 @@ def run(args) -> dict:
     images, labels = cifar10_train(args.quick)
     result["models"] = {}
     for name in args.models:
-        build, factor = MODELS[name]
-        steps, warmup = args.steps * factor, args.warmup * factor
-        torch.manual_seed(args.seed)
-        initial = build().state_dict()
+        build, steps, warmup, initial = timed_model(name, args)
         models = {side: build() for side in ("bare", "trainer")}
         for m in models.values():
             m.load_state_dict(initial)
