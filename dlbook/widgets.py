@@ -105,3 +105,52 @@ def sentiment_explorer(predictors: Mapping[str, object], example: str = "", n_st
 
 
 __all__ = ["text_explorer", "sentiment_explorer", "EMPTY_MESSAGE"]
+
+
+def figure_explorer(draw: Callable[..., object], controls: Mapping[str, object], dpi: int = 80):
+    """Controls above a picture: ``draw(**values)`` makes a matplotlib figure, shown as a PNG, redrawn on each change.
+
+    The picture is an ``ipywidgets.Image``, not an ``Output`` widget: ``widgets.interactive``'s
+    Output widget has left notebook runs waiting forever on an idle kernel (jupyter/nbclient#312).
+    The first picture is drawn at once, so a saved notebook already holds it.
+
+    Args:
+        draw: takes the controls' values as keyword arguments, returns a ``matplotlib.figure.Figure``.
+        controls: name -> ipywidgets control (a slider, a dropdown); the name is ``draw``'s argument.
+        dpi: resolution of the PNG.
+
+    Example:
+        >>> import ipywidgets as widgets, matplotlib.pyplot as plt
+        >>> def draw(n):
+        ...     fig, ax = plt.subplots()
+        ...     ax.plot(range(n))
+        ...     return fig
+        >>> box = figure_explorer(draw, {"n": widgets.IntSlider(3, min=1, max=9)})
+        >>> box.children[-1].format, bytes(box.children[-1].value[:4])
+        ('png', b'\\x89PNG')
+    """
+    import io
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    if not controls:
+        raise ValueError("controls is empty: pass at least one widget, e.g. {'n': ipywidgets.IntSlider(3)}")
+
+    def png() -> bytes:
+        fig = draw(**{name: control.value for name, control in controls.items()})
+        if not hasattr(fig, "savefig"):
+            raise TypeError(f"draw returned {type(fig).__name__}; it must return a matplotlib Figure")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+        return buffer.getvalue()
+
+    picture = widgets.Image(value=png(), format="png")
+
+    def redraw(_change=None) -> None:
+        picture.value = png()
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    return widgets.VBox([widgets.HBox(list(controls.values())), picture])
