@@ -47,7 +47,7 @@ from dlbook.metrics import accuracy
 from dlbook.models.lenet import LeNet5
 from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from dlbook.models.vgg import vgg11
-from dlbook.train import Callback, LRSchedule, Trainer, param_groups, seed_everything
+from dlbook.train import Callback, LRSchedule, Trainer, param_groups, predict, seed_everything
 
 THRESHOLDS = {"lenet5": (0.88, 0.90), "bilstm": (0.78, 0.80), "vgg11": (0.85, 0.90), "peer": (0.85, 0.90)}
 
@@ -91,7 +91,6 @@ def quick_subset(n: int, *tensors: torch.Tensor) -> tuple:
 
 def evaluator(loader, device, precision="fp32"):
     def evaluate(model) -> float:
-        from dlbook.train import predict
         outputs, targets = predict(model, loader, device=device, precision=precision)
         return accuracy(outputs, targets)
     return evaluate
