@@ -226,12 +226,40 @@ def format_result(key: str, value, label: str | None = None) -> str:
         >>> format_result("rnn_embedding_dropout", 0.5, "embedding dropout")
         'embedding dropout: 0.5'
     """
-    for suffix, show in _UNITS.items():
-        if key.lower().endswith(suffix) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            words = label or key[: -len(suffix)].replace("_", " ")
-            return f"{words}: {show(value)}"
-    percent = key.lower().endswith(PERCENT_SUFFIXES)
-    return f"{label or key.replace('_', ' ')}: {format_value(value, percent=percent)}"
+    words = label or _words(key, value)
+    return f"{words}: {format_recorded(key, value)}"
+
+
+def _unit(key: str, value):
+    """The unit suffix of ``key`` that applies to ``value``, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for suffix in _UNITS:
+            if key.lower().endswith(suffix):
+                return suffix
+    return None
+
+
+def _words(key: str, value) -> str:
+    suffix = _unit(key, value)
+    return (key[: -len(suffix)] if suffix else key).replace("_", " ")
+
+
+def format_recorded(key: str, value) -> str:
+    """How a page shows one recorded value, by its key: a unit suffix is the unit, a share a percentage.
+
+    The book's pages quote other chapters' results through this (the ``{result}`` role), so a number
+    reads the same everywhere.
+
+    Example:
+        >>> format_recorded("train_time_s", 106.8), format_recorded("test_accuracy", 0.9112)
+        ('1 min 47 s', '91.12%')
+        >>> format_recorded("params", 61706)
+        '61,706'
+    """
+    suffix = _unit(key, value)
+    if suffix:
+        return _UNITS[suffix](value)
+    return format_value(value, percent=key.lower().endswith(PERCENT_SUFFIXES))
 
 
 def dlbook_sha256(package_dir: str | Path = PACKAGE_DIR) -> str:

@@ -1,4 +1,10 @@
-"""A small fix the book needs from its Sphinx toolchain (jupyter-book 1.0.4, Sphinx 7.4).
+"""What the book adds to its Sphinx toolchain (jupyter-book 1.0.4, Sphinx 7.4).
+
+**Quoted results.** A page that quotes another chapter's number writes
+``{result}`ch3_1_cnn:test_accuracy``` and the build puts in the value that chapter's committed run
+recorded with ``record()`` (its notebook metadata, ``dlbook.results``), formatted as the chapter shows it
+and linked to the chapter. A chapter or key that does not exist is a build warning, so the
+warnings-as-errors build fails instead of a page quoting a number no chapter shows.
 
 **Inline scripts written twice.** Sphinx 7.4 stores an inline script added
 before the HTML builder exists with filename ``''`` and one added after with
@@ -10,7 +16,51 @@ and the second ``const THEBE_JS_URL = ...`` is a console error
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxRole
+
+from dlbook.notebook import format_recorded
+
+logger = logging.getLogger(__name__)
+CHAPTERS = "chapters"
+
+
+def recorded_results(srcdir: str | Path, chapter: str) -> dict:
+    """The ``record()`` results in ``chapters/<chapter>.ipynb``'s metadata; {} if it has none."""
+    path = Path(srcdir) / CHAPTERS / f"{chapter}.ipynb"
+    meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("dlbook", {})
+    return meta.get("results", {})
+
+
+class ResultRole(SphinxRole):
+    """``{result}`chapter:key``` -> the recorded value, linked to the chapter."""
+
+    def run(self):
+        chapter, sep, key = self.text.strip().partition(":")
+        if not sep or not chapter or not key:
+            return self._fail(f"{{result}}`{self.text}` must read chapter:key, e.g. ch3_1_cnn:test_accuracy")
+        path = Path(self.env.srcdir) / CHAPTERS / f"{chapter}.ipynb"
+        if not path.exists():
+            return self._fail(f"{{result}}`{self.text}`: no chapter notebook {CHAPTERS}/{chapter}.ipynb")
+        self.env.note_dependency(str(path))
+        results = recorded_results(self.env.srcdir, chapter)
+        if key not in results:
+            known = ", ".join(sorted(results)) or "none"
+            return self._fail(f"{{result}}`{self.text}`: {chapter} recorded no {key!r} (it recorded: {known})")
+        ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=f"/{CHAPTERS}/{chapter}",
+                                    refexplicit=True, refwarn=True)
+        ref += nodes.inline(text=format_recorded(key, results[key]), classes=["dlbook-result"])
+        return [ref], []
+
+    def _fail(self, message: str):
+        logger.warning(message, location=self.get_location())
+        return [nodes.inline(text=self.text)], []
 
 
 def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
@@ -32,4 +82,5 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
 
 def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.add_role("result", ResultRole())
     return {"parallel_read_safe": True, "parallel_write_safe": True}

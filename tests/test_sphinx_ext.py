@@ -1,0 +1,57 @@
+"""The book's Sphinx extension: the {result} role quotes a chapter's recorded value, or fails the build."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sphinx")
+from sphinx.application import Sphinx  # noqa: E402
+
+EXT_DIR = Path(__file__).resolve().parents[1] / "book" / "_ext"
+
+
+def _project(tmp_path: Path, page: str) -> Path:
+    src = tmp_path / "src"
+    (src / "chapters").mkdir(parents=True)
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(EXT_DIR)!r})\nextensions = ['dlbook_sphinx']\n"
+        "exclude_patterns = ['**.ipynb']\n")
+    (src / "index.rst").write_text(f"Index\n=====\n\n{page}\n\n.. toctree::\n\n   chapters/ch9_demo\n")
+    (src / "chapters" / "ch9_demo.rst").write_text("Demo\n====\n\nA chapter.\n")
+    meta = {"dlbook": {"results": {"test_accuracy": 0.9112, "train_time_s": 106.8, "params": 61706}}}
+    (src / "chapters" / "ch9_demo.ipynb").write_text(json.dumps({"cells": [], "metadata": meta,
+                                                                 "nbformat": 4, "nbformat_minor": 5}))
+    return src
+
+
+def _build(tmp_path: Path, src: Path) -> tuple[Path, str]:
+    from io import StringIO
+
+    warnings = StringIO()
+    out = tmp_path / "html"
+    app = Sphinx(str(src), str(src), str(out), str(tmp_path / "doctrees"), "html",
+                 status=None, warning=warnings, freshenv=True)
+    app.build()
+    return out, warnings.getvalue()
+
+
+def test_result_role_quotes_the_recorded_value_and_links_the_chapter(tmp_path):
+    src = _project(tmp_path, "LeNet reached :result:`ch9_demo:test_accuracy` in :result:`ch9_demo:train_time_s`.")
+    out, warnings = _build(tmp_path, src)
+    assert warnings == ""
+    html = (out / "index.html").read_text()
+    assert "91.12%" in html and "1 min 47 s" in html
+    assert 'href="chapters/ch9_demo.html"' in html
+
+
+@pytest.mark.parametrize("text, says", [
+    (":result:`ch9_demo:val_accuracy`", "recorded no 'val_accuracy' (it recorded: params, test_accuracy"),
+    (":result:`ch0_missing:test_accuracy`", "no chapter notebook chapters/ch0_missing.ipynb"),
+    (":result:`ch9_demo`", "must read chapter:key"),
+])
+def test_result_role_warns_on_what_no_chapter_shows(tmp_path, text, says):
+    src = _project(tmp_path, f"Quoted: {text}.")
+    _, warnings = _build(tmp_path, src)
+    assert says in warnings
