@@ -4,7 +4,8 @@
 
 (``make notebook NB=...`` runs this under a CPU lock so full runs never overlap.)
 
-For each notebook it: clears all outputs, runs every cell in a fresh kernel
+For each notebook it: refreshes the Colab install lines at the top of its setup cell
+(``tools/install_cells.py``), clears all outputs, runs every cell in a fresh kernel
 with ``DLBOOK_BUDGET`` set, stores into ``metadata.dlbook`` the budget, device,
 library versions, wall time, date, the machine's mean load, the code version
 (git ``commit``, whether the tree was ``dirty`` and which ``dirty_paths`` under
@@ -29,6 +30,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from dlbook.files import atomic_write  # noqa: E402
 from dlbook.notebook import (  # noqa: E402
@@ -40,6 +42,8 @@ from dlbook.notebook import (  # noqa: E402
     format_duration,
     format_result,
 )
+from install_cells import refresh as refresh_install_lines  # noqa: E402
+from install_cells import repository  # noqa: E402
 
 PROVENANCE_TAG = "dlbook-provenance"
 
@@ -122,6 +126,7 @@ class Load:
 
 def execute(path: Path, budget: str, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
+    refresh_install_lines(nb, path.name, *repository())  # the Colab lines, current with _config.yml
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
