@@ -55,3 +55,15 @@ def test_result_role_warns_on_what_no_chapter_shows(tmp_path, text, says):
     src = _project(tmp_path, f"Quoted: {text}.")
     _, warnings = _build(tmp_path, src)
     assert says in warnings
+
+
+def test_pinned_versions_lists_requirements_with_their_notes(tmp_path):
+    src = _project(tmp_path, ".. pinned-versions::")
+    (src / "requirements.txt").write_text("# the book's pins\n\n# 2.14.1: tested\ntorch==2.14.1\nnumpy==2.4.6\n-e .\n")
+    out, warnings = _build(tmp_path, src)
+    assert warnings == ""
+    html = (out / "index.html").read_text()
+    table = html[html.index("<table"):html.index("</table>")]
+    assert '<span class="pre">torch</span>' in table and '<span class="pre">2.4.6</span>' in table
+    assert "<p>2.14.1: tested</p>" in table          # its own comment; the file's header (before a blank line) is not
+    assert "book’s pins" not in table and "book's pins" not in table and table.index("torch") < table.index("numpy")

@@ -1,5 +1,9 @@
 """What the book adds to its Sphinx toolchain (jupyter-book 1.0.4, Sphinx 7.4).
 
+**Pinned versions.** ``{pinned-versions}`` (a directive, no arguments) renders ``requirements.txt`` as a
+table (package, version, the comment above its pin), so the tools page lists the versions the book was
+built with and cannot drift from them.
+
 **Quoted results.** A page that quotes another chapter's number writes
 ``{result}`ch3_1_cnn:test_accuracy``` and the build puts in the value that chapter's committed run
 recorded with ``record()`` (its notebook metadata, ``dlbook.results``), formatted as the chapter shows it
@@ -23,7 +27,7 @@ from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util import logging
-from sphinx.util.docutils import SphinxRole
+from sphinx.util.docutils import SphinxDirective, SphinxRole
 
 from dlbook.notebook import format_recorded
 
@@ -63,6 +67,52 @@ class ResultRole(SphinxRole):
         return [nodes.inline(text=self.text)], []
 
 
+def pinned_requirements(path: str | Path) -> list[tuple[str, str, str]]:
+    """``(package, version, note)`` for each ``name==version`` line; the note is the comment just above it."""
+    rows, note = [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            note.append(line.lstrip("# ").strip())
+        elif "==" in line:
+            name, _, version = line.partition("==")
+            rows.append((name.strip(), version.split(";")[0].strip(), " ".join(note)))
+            note = []
+        else:
+            note = []
+    return rows
+
+
+class PinnedVersions(SphinxDirective):
+    """``{pinned-versions}``: the pins of ``requirements.txt`` as a table."""
+
+    def run(self):
+        path = Path(self.env.srcdir) / "requirements.txt"
+        if not path.exists():
+            logger.warning("{pinned-versions}: no requirements.txt at the book's root", location=self.get_location())
+            return []
+        self.env.note_dependency(str(path))
+        rows = pinned_requirements(path)
+        table = nodes.table(classes=["dlbook-pins"])
+        group = nodes.tgroup(cols=3)
+        table += group
+        for width in (20, 12, 68):
+            group += nodes.colspec(colwidth=width)
+        head, body = nodes.thead(), nodes.tbody()
+        group += head
+        group += body
+        for parent, cells in [(head, ("package", "version", "note"))] + [(body, r) for r in rows]:
+            row = nodes.row()
+            for i, text in enumerate(cells):
+                paragraph = nodes.paragraph()
+                paragraph += nodes.literal(text=text) if i < 2 and parent is body else nodes.Text(text)
+                entry = nodes.entry()
+                entry += paragraph
+                row += entry
+            parent += row
+        return [table]
+
+
 def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
     scripts = context.get("script_files")
     if not isinstance(scripts, list):
@@ -83,4 +133,5 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
 def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.add_role("result", ResultRole())
+    app.add_directive("pinned-versions", PinnedVersions)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
