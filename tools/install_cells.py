@@ -34,6 +34,8 @@ EXTRAS_BY_MODULE = {
     "skimage": "practice",
     "vega_datasets": "practice",
     "statsmodels": "series",
+    "jupyterquiz": "teach",
+    "dlbook.exercises": "teach",
 }
 _IMPORT = re.compile(r"^\s*(?:from|import)\s+([\w.]+)", re.MULTILINE)
 
