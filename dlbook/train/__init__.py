@@ -3,13 +3,15 @@
 Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR schedules),
 ``checkpoint`` (what a checkpoint holds, checked resume), ``inference`` (``eval_mode``, ``predict``),
 ``device`` (device and precision), ``optim`` (weight-decay parameter groups), ``schedules``
-(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records), ``ddp`` (the script
+(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records), ``diagnose`` (checks for the
+common training failures: optimizer coverage, overfitting one batch, collapsed predictions), ``ddp`` (the script
 ``torchrun -m dlbook.train.ddp`` launches: DistributedDataParallel with a DistributedSampler). Timing helpers are in :mod:`dlbook.timing`.
 """
 
 from dlbook.train.callbacks import Callback, Checkpoint, EarlyStopping, LRSchedule
 from dlbook.train.device import (autocast, autocast_dtype, call_model, cpu_supports_bf16, default_device, describe_device,
                                  seed_everything, to_device)
+from dlbook.train.diagnose import optimizer_coverage, overfit_one_batch, prediction_shares
 from dlbook.train.history import History
 from dlbook.train.inference import eval_mode, predict
 from dlbook.train.lr_finder import LRRangeResult, lr_range_test
@@ -19,6 +21,6 @@ from dlbook.train.trainer import Trainer
 
 __all__ = [
     "Callback", "Checkpoint", "EarlyStopping", "History", "LRRangeResult", "LRSchedule", "Trainer", "autocast", "autocast_dtype", "call_model",
-    "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "linear_warmup_decay", "lr_range_test", "param_groups",
-    "predict", "seed_everything", "to_device",
+    "cpu_supports_bf16", "default_device", "describe_device", "eval_mode", "linear_warmup_decay", "lr_range_test", "optimizer_coverage",
+    "overfit_one_batch", "param_groups", "predict", "prediction_shares", "seed_everything", "to_device",
 ]

@@ -27,6 +27,7 @@ from torch import nn
 from dlbook.train import checkpoint as ckpt
 from dlbook.train.callbacks import Callback, Checkpoint
 from dlbook.train.device import autocast, autocast_dtype, call_model, default_device, to_device
+from dlbook.train.diagnose import optimizer_coverage
 from dlbook.train.history import History
 from dlbook.train.inference import EmptyLoaderError, predict
 
@@ -64,6 +65,9 @@ class Trainer:
             raise ValueError(f"progress={progress!r}; use True (bar and lines), 'epochs' (lines) or False (silent)")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite={on_nonfinite!r}; use 'raise' or 'skip'")
+        coverage = optimizer_coverage(model, optimizer)
+        if coverage.foreign:
+            raise ValueError(coverage.message())
         self.device = torch.device(device) if device is not None else default_device()
         self.channels_last = channels_last
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
