@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("sphinx")
+pytestmark = pytest.mark.slow   # each test builds a small Sphinx project in a fresh process (~4 s)
 
 EXT_DIR = Path(__file__).resolve().parents[1] / "book" / "_ext"
 
@@ -64,3 +65,27 @@ def test_pinned_versions_lists_requirements_with_their_notes(tmp_path):
     assert '<span class="pre">torch</span>' in table and '<span class="pre">2.4.6</span>' in table
     assert "<p>2.14.1: tested</p>" in table          # its own comment; the file's header (before a blank line) is not
     assert "book’s pins" not in table and "book's pins" not in table and table.index("torch") < table.index("numpy")
+
+
+def test_chapter_needs_reads_each_chapters_provenance_and_code(tmp_path):
+    src = _project(tmp_path, ".. chapter-needs::")
+    nb = json.loads((src / "chapters" / "ch9_demo.ipynb").read_text())
+    nb["metadata"]["dlbook"].update(budget="full", wall_time_s=270.3, mean_load=1.22, peak_memory_mib=2048)
+    nb["nbformat_minor"] = 5
+    nb["cells"] = [{"id": "a", "cell_type": "markdown", "metadata": {}, "source": "# 9 Demo chapter"},
+                   {"id": "b", "cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                    "source": "from dlbook.deploy.export import export_onnx\nx, y = load_fashion_mnist('train')"}]
+    (src / "chapters" / "ch9_demo.ipynb").write_text(json.dumps(nb))
+    out, warnings = _build(tmp_path, src)
+    assert warnings == ""
+    table = (out / "index.html").read_text()
+    table = table[table.index("<table"):table.index("</table>")]
+    for text in ("9 Demo chapter", "4 min 30 s", "1.2", "2.0 GiB", "Fashion-MNIST", "deploy"):
+        assert text in table, text
+    assert 'href="chapters/ch9_demo.html"' in table
+
+
+def test_chapter_needs_warns_about_a_chapter_without_a_full_run(tmp_path):
+    src = _project(tmp_path, ".. chapter-needs::")
+    _, warnings = _build(tmp_path, src)
+    assert "has no full-budget provenance" in warnings

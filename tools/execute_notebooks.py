@@ -7,7 +7,8 @@
 For each notebook it: refreshes the Colab install lines at the top of its setup cell
 (``tools/install_cells.py``), clears all outputs, runs every cell in a fresh kernel
 with ``DLBOOK_BUDGET`` set, stores into ``metadata.dlbook`` the budget, device,
-library versions, wall time, date, the machine's mean load, the code version
+library versions, wall time, date, the machine's mean load, the peak memory of the kernel (the largest
+child process), the code version
 (git ``commit``, whether the tree was ``dirty`` and which ``dirty_paths`` under
 ``dlbook/``, and ``dlbook_sha256``, a hash of the package source, all taken before
 the first cell runs) and the headline results each cell passed to
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -142,6 +144,8 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
     load = Load()
     client.execute()
     wall = time.perf_counter() - tic
+    # the kernel has exited: the largest resident set of any finished child process, the kernel among them
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     run = collect(nb, RUN_MIME)
     if not run:
@@ -151,7 +155,7 @@ def execute(path: Path, budget: str, timeout: int) -> dict:
         "threads": run["threads"], "versions": run["versions"], "wall_time_s": round(wall, 1),
         "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "results": collect(nb, RESULTS_MIME), "labels": collect(nb, LABELS_MIME),
-        "mean_load": load.mean(), "cpu_count": os.cpu_count(),
+        "mean_load": load.mean(), "cpu_count": os.cpu_count(), "peak_memory_mib": round(peak_mib),
         **version,
     }
     nb.metadata["dlbook"] = meta

