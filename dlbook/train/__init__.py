@@ -4,7 +4,8 @@ Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR 
 ``checkpoint`` (what a checkpoint holds, checked resume), ``inference`` (``eval_mode``, ``predict``),
 ``device`` (device and precision), ``optim`` (weight-decay parameter groups), ``schedules``
 (``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records), ``diagnose`` (checks for the
-common training failures: optimizer coverage, overfitting one batch, collapsed predictions), ``ddp`` (the script
+common training failures: optimizer coverage, overfitting one batch, collapsed predictions), ``transfer`` (freezing, head replacement, per-part learning
+rates, linear probe), ``ddp`` (the script
 ``torchrun -m dlbook.train.ddp`` launches: DistributedDataParallel with a DistributedSampler). Timing helpers are in :mod:`dlbook.timing`.
 """
 
