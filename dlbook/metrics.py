@@ -93,6 +93,23 @@ def f1_score(outputs: torch.Tensor, targets: torch.Tensor, average: str = "macro
     return precision_recall_f1(outputs, targets, average=average)["f1"]
 
 
+def balanced_accuracy(outputs: torch.Tensor, targets: torch.Tensor, num_classes: int | None = None) -> float:
+    """The mean of the per-class recalls over the classes present in ``targets`` (scikit-learn's definition).
+
+    Plain accuracy weights every example equally, so a model that always predicts the
+    majority class of a 95:5 split scores 0.95; balanced accuracy gives every class the
+    same weight, and that model scores 0.5 (chance for two classes).
+
+    Example:
+        >>> balanced_accuracy(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 1]))   # always the majority
+        0.5
+    """
+    cm = confusion_matrix(outputs, targets, num_classes).double()
+    support = cm.sum(1)
+    present = support > 0
+    return (cm.diag()[present] / support[present]).mean().item()
+
+
 def classification_report(outputs, targets, class_names: list[str]):
     """Per-class precision/recall/F1/support as a pandas DataFrame, with macro and weighted rows."""
     import pandas as pd

@@ -4,7 +4,8 @@ Every plotting function returns the matplotlib Figure (and draws into ``ax``/``a
 when given), so notebooks can adjust or save it. The attributions of
 :mod:`dlbook.interpret` are drawn here: coloured words in HTML (:func:`render_html`,
 :func:`render_attributions_html`, :func:`attribution_legend`) or in a figure
-(:func:`plot_word_attributions`), and maps over images (:func:`overlay`).
+(:func:`plot_word_attributions`), and maps over images (:func:`overlay`); convolution filters
+(:func:`plot_filters`) and the randomisation sanity check's curves (:func:`plot_randomization`).
 """
 
 from __future__ import annotations
@@ -325,7 +326,75 @@ def overlay(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, *
     return _finish(fig)
 
 
+def plot_filters(weight: Tensor, ncols: int = 8, size: float = 1.0, title: str | None = None):
+    """Convolution filters ``(O, C, kh, kw)`` as small images on one shared, symmetric colour scale.
+
+    One input channel: red positive, blue negative (``"RdBu_r"``), zero white, so filters
+    compare by strength. Three input channels: drawn as RGB, rescaled jointly to [0, 1].
+
+    Example:
+        >>> fig = plot_filters(torch.randn(6, 1, 5, 5))
+        >>> len([ax for ax in fig.axes if ax.images])
+        6
+    """
+    weight = torch.as_tensor(weight).detach().float().cpu()
+    if weight.dim() != 4 or weight.shape[1] not in (1, 3) or weight.shape[0] == 0:
+        raise ValueError(f"plot_filters needs conv weights (O, C, kh, kw) with C = 1 or 3 and O >= 1, got "
+                         f"{tuple(weight.shape)}; for other C pass one input channel, e.g. weight[:, c:c + 1]")
+    n = weight.shape[0]
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.3) * nrows), squeeze=False)
+    scale = float(weight.abs().max()) or 1.0
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        if weight.shape[1] == 1:
+            ax.imshow(weight[i, 0].numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        else:
+            ax.imshow((weight[i].permute(1, 2, 0) / (2 * scale) + 0.5).numpy())  # (kh, kw, 3) in [0, 1]
+        ax.set_title(f"filter {i}", fontsize=7)
+    return _finish(fig, title)
+
+
+def plot_randomization(results: dict, ax=None, title: str = "cascading randomisation (Adebayo et al. 2018)"):
+    """The sanity check's curves: mean Spearman correlation with the original maps after each stage, per method.
+
+    Args:
+        results: ``{method name: RandomizationResult}`` from :func:`dlbook.interpret.cascading_randomization`,
+            all over the same layers.
+        ax: draw into this axes.
+
+    Example:
+        >>> from dlbook.interpret import RandomizationResult
+        >>> r = RandomizationResult(["fc", "conv"], torch.tensor([[0.9, 0.7], [0.2, 0.0]], dtype=torch.float64), [])
+        >>> plot_randomization({"saliency": r}).axes[0].lines[0].get_ydata().tolist()
+        [1.0, 0.8, 0.1]
+    """
+    if not results:
+        raise ValueError("results is empty: pass {method name: cascading_randomization(...)}")
+    layers = {tuple(r.layers) for r in results.values()}
+    if len(layers) != 1:
+        raise ValueError(f"the results randomise different layers {sorted(layers)}; run every method over the same "
+                         "layers so the curves share an x axis")
+    names = ["original"] + [f"+{name}" for name in layers.pop()]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2), 3.6))
+    else:
+        fig = ax.figure
+    for method, result in results.items():
+        ax.plot(range(len(names)), [1.0] + result.mean_spearman.tolist(), marker="o", label=method)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set(ylim=(-0.2, 1.05), xlabel="layers re-initialised, from the top down (cumulative)",
+           ylabel="Spearman rank correlation\nwith the original map", title=title)
+    ax.legend(fontsize=7)
+    return _finish(fig)
+
+
 __all__ = [
+    "plot_filters", "plot_randomization",
     "plot_history", "show_images", "plot_confusion_matrix", "plot_reliability_diagram", "render_html",
     "attribution_legend",
     "render_attributions_html", "plot_word_attributions", "overlay",

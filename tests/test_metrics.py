@@ -222,3 +222,27 @@ def test_reliability_diagram_draws_the_bins(preds):
     assert np.allclose([b.get_height() for b in bars], bins.accuracy[filled].numpy())
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert f"before: ECE {bins.ece:.3f} (10 equal-width bins)" in legend
+
+
+# -- balanced accuracy: what plain accuracy hides on an imbalanced split -------------------------------------
+
+from dlbook.metrics import balanced_accuracy  # noqa: E402
+
+
+def test_balanced_accuracy_matches_sklearn(preds):
+    logits, targets = preds
+    assert balanced_accuracy(logits, targets) == pytest.approx(
+        skm.balanced_accuracy_score(targets.numpy(), logits.argmax(1).numpy()), abs=1e-12)
+
+
+def test_balanced_accuracy_of_a_majority_class_model_is_chance():
+    targets = torch.tensor([0] * 95 + [1] * 5)
+    always_majority = torch.zeros(100, dtype=torch.long)
+    assert accuracy(always_majority, targets) == pytest.approx(0.95)
+    assert balanced_accuracy(always_majority, targets) == pytest.approx(0.5)
+    assert balanced_accuracy(always_majority, targets) == pytest.approx(
+        skm.balanced_accuracy_score(targets.numpy(), always_majority.numpy()))
+    # a class predicted but absent from the targets is ignored, as in scikit-learn (which warns about it)
+    with pytest.warns(UserWarning):
+        ref = skm.balanced_accuracy_score([0, 0, 1, 1], [0, 2, 1, 1])
+    assert balanced_accuracy(torch.tensor([0, 2, 1, 1]), torch.tensor([0, 0, 1, 1])) == pytest.approx(ref)

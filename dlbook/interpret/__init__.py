@@ -5,7 +5,9 @@
 * :mod:`dlbook.interpret.image`: :func:`saliency`, :func:`grad_cam`, :func:`integrated_gradients` (optionally with SmoothGrad),
   :func:`occlusion`, maps ``(B, H, W)`` of the input's size;
 * :mod:`dlbook.interpret.sanity`: :func:`cascading_randomization`, the model-parameter
-  randomisation test of Adebayo et al. (2018) that checks an explanation depends on the model.
+  randomisation test of Adebayo et al. (2018) that checks an explanation depends on the model;
+* :mod:`dlbook.interpret.features`: :func:`layer_activations`, a layer's outputs over a loader
+  (feature maps, penultimate features for t-SNE).
 
 One convention: every function takes the model, its inputs and a ``target`` class
 (``None``: the predicted class), runs the model in eval mode (restored afterwards),
@@ -19,9 +21,11 @@ Example:
 """
 
 from dlbook.interpret._common import SCORES, class_scores
+from dlbook.interpret.features import layer_activations
 from dlbook.interpret.image import grad_cam, integrated_gradients, occlusion, saliency
 from dlbook.interpret.sanity import RandomizationResult, cascading_randomization, randomizable_layers
 from dlbook.interpret.text import WordAttribution, explain_text, word_attributions
 
 __all__ = ["SCORES", "class_scores", "word_attributions", "WordAttribution", "explain_text", "grad_cam",
-           "integrated_gradients", "occlusion", "saliency", "RandomizationResult", "cascading_randomization", "randomizable_layers"]
+           "integrated_gradients", "occlusion", "saliency", "RandomizationResult", "cascading_randomization", "randomizable_layers",
+           "layer_activations"]
