@@ -3,6 +3,7 @@
 #   make test   unit tests, every chapter notebook in the smoke budget (nbval), the book build and browser tests
 # And for maintainers:
 #   make notebook NB=chapters/ch3_1_cnn.ipynb   re-run a chapter in the full budget and record its provenance
+#   make student        the exercise notebooks without their solutions, into _build/student/
 #   make bench          every benchmark in full (hours), into benchmarks/results and benchmarks/RESULTS.md
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NB     ?= chapters/*.ipynb
 
-.PHONY: book test unit notebook bench bench-quick clean
+.PHONY: book test unit notebook bench bench-quick student clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ bench: $(STAMP)  # needs DLBOOK_DATA where there is no internet; a quiet machine
 
 bench-quick: $(STAMP)  # checks every benchmark script works; measures nothing worth quoting
 	$(PY) benchmarks/run_all.py --quick --out-dir _build/bench-quick
+
+student: $(STAMP)  # student versions of the exercise notebooks (solutions removed) into _build/student/
+	$(PY) tools/make_student.py --out _build/student
 
 clean:
 	rm -rf _build

@@ -8,7 +8,7 @@ import pytest
 from dlbook.notebook import MACHINE_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "chapters").rglob("*.ipynb"))
 
 
 def test_there_are_chapters():

@@ -104,12 +104,12 @@ def refresh(nb, name: str, url: str, branch: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: chapters/*.ipynb")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook under chapters/")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is stale")
     args = parser.parse_args(argv)
     url, branch = repository()
     stale = []
-    for path in args.notebooks or sorted((ROOT / "chapters").glob("*.ipynb")):
+    for path in args.notebooks or sorted((ROOT / "chapters").rglob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         if refresh(nb, path.name, url, branch):
             stale.append(path.name)
