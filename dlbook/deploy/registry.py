@@ -137,7 +137,7 @@ class Registry:
 
     def aliases(self) -> dict[str, str]:
         """Alias -> version for this model."""
-        return dict(self.client.get_registered_model(self.name).aliases)
+        return {a: str(v) for a, v in self.client.get_registered_model(self.name).aliases.items()}
 
     def set_alias(self, alias: str, version: str) -> None:
         self.get(version=version)  # a clear error for a version that does not exist
