@@ -13,7 +13,7 @@ Example:
     True
     >>> should_promote({"drift_accuracy": 0.50, "clean_accuracy": 0.70},
     ...                {"drift_accuracy": 0.58, "clean_accuracy": 0.66}, tolerance=0.02).reason
-    'clean accuracy 0.6600 is more than 0.0200 below the champion's 0.7000'
+    "clean accuracy 0.6600 is more than 0.0200 below the champion's 0.7000"
 """
 
 from __future__ import annotations
