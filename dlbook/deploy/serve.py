@@ -186,8 +186,9 @@ def load_from_registry(config: ServiceConfig, cache: str, threads: int | None = 
         predictor = Predictor(folder, threads=threads)
         _warm(predictor)
     except Exception as exc:  # ONNX Runtime's load errors, a bad meta.json, a model that does not run
+        detail = str(exc).replace(str(folder), "<bundle>")  # the service's cache path says nothing to the caller
         raise RegistryError(f"version {entry.version} of {entry.name!r} does not load: "
-                            f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+                            f"{type(exc).__name__}: {detail[:300]}") from exc
     predictor.version = entry.version
     return predictor
 
