@@ -13,8 +13,8 @@ whether it still looks like the data the model was checked on. Four tests, each 
 - **predictions**: KS on the served model's top-class confidence, and chi-square on its predicted class mix.
 
 The reference is the served model on *held-out* data (a validation split), never the data it was
-trained on: a model is more confident on its training images, so a training-set reference makes every
-clean window look drifted. Each test is valid averaged over draws of the reference; against one fixed
+trained on: a model that has fitted its training images is more confident on them, and a training-set
+reference then makes clean traffic look drifted (by how much depends on how far the model overfits). Each test is valid averaged over draws of the reference; against one fixed
 reference the false-alarm rate scatters around its level, less the larger the reference is than the
 window, which is why the rate is measured on clean windows before a rule is trusted. :class:`AlarmRule` raises one alarm per window when the smallest of the four
 p-values, Bonferroni-corrected over the tests, is at most ``alpha``: a false-alarm rate of at most
