@@ -136,3 +136,38 @@ def check_metrics(before: dict, after: dict, results: list[LoadResult], model: s
                for c in {*client_class, *server_class} if client_class.get(c, 0) or server_class.get(c)}
     match = all(a == b for a, b in [*statuses.values(), *classes.values()]) and 0 not in client_status
     return {"match": match, "statuses": statuses, "classes": classes}
+
+
+def histogram_quantile(before: dict, after: dict, q: float, name: str = "http_request_duration_seconds",
+                       **labels: str) -> float:
+    """Prometheus' ``histogram_quantile(q, ...)`` of a histogram's growth between two :func:`scrape` results.
+
+    Linear interpolation inside the bucket that holds rank ``q * count``, the first bucket starting at 0,
+    and the largest finite bound when the rank falls in ``+Inf`` (what Prometheus returns). NaN when no
+    observation was made in between.
+
+    Example:
+        >>> b = {("h_bucket", (("le", "0.1"),)): 0.0, ("h_bucket", (("le", "0.2"),)): 0.0,
+        ...      ("h_bucket", (("le", "+Inf"),)): 0.0}
+        >>> a = {("h_bucket", (("le", "0.1"),)): 50.0, ("h_bucket", (("le", "0.2"),)): 100.0,
+        ...      ("h_bucket", (("le", "+Inf"),)): 100.0}
+        >>> round(histogram_quantile(b, a, 0.75, name="h"), 3)
+        0.15
+    """
+    if not 0 <= q <= 1:
+        raise ValueError(f"q={q}; a quantile lies in [0, 1], e.g. 0.99")
+    grown = counter_delta(before, after, name + "_bucket", **labels)
+    if not grown:
+        raise ValueError(f"no {name}_bucket samples with labels {labels} in the scrape; check the metric name")
+    buckets = sorted((float(dict(pairs)["le"]), count) for pairs, count in grown.items())  # cumulative counts
+    total = buckets[-1][1]
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(cumulative - below, 1e-12)
+        lower, below = bound, cumulative
+    return lower

@@ -8,7 +8,17 @@ Endpoints:
     ``GET /healthz``    liveness: the process answers (the models are loaded before it listens)
     ``GET /readyz``     readiness: every model loaded and warmed up by one inference; 503 otherwise
     ``GET /metrics``    Prometheus text: requests by endpoint and status, a latency histogram,
-                        predictions by model and class, inferences in flight, the models as an info metric
+                        predictions by model and class, inferences in flight, the models as an info metric,
+                        model reloads by result
+    ``POST /admin/reload``  with ``--registry``: load the version the alias (``champion``) points to now and
+                        swap it in without a restart; if it is missing or corrupt, answer 409 with the reason
+                        and keep serving the old model (bind the service to loopback or put this path behind
+                        authentication: it is an operator's endpoint)
+
+With ``--registry DIR`` the image model comes from a :class:`dlbook.deploy.registry.Registry` (MLflow,
+SQLite backend): the version its alias points to, with that registry version as the served version.
+With ``--log-db FILE`` every answered prediction is written to a :class:`dlbook.deploy.predlog.PredictionLog`
+(``--log-inputs``: with the request body); the client's ``x-request-id`` header names the row.
 
 Every bad input is a 4xx whose ``detail`` says what was wrong, never a 500: 400 malformed JSON,
 413 a body, text or token count over its limit (the body is bounded *while* it is read, before
@@ -36,7 +46,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,7 +60,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from dlbook.deploy.runtime import InputError, Predictor, decode_image, image_from_list, parse_json
 
-ENDPOINTS = ("/predict", "/healthz", "/readyz", "/metrics")
+ENDPOINTS = ("/predict", "/healthz", "/readyz", "/metrics", "/admin/reload")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -61,10 +73,15 @@ class ServiceConfig:
     timeout_s: float = 10.0  # waiting for a free slot plus the inference itself
     max_concurrent: int = 2  # inferences at once: one per core; more only queue inside ONNX Runtime
     threads: int | None = None  # ONNX Runtime intra-op threads per model (None: one per core)
+    registry: str | None = None  # a dlbook.deploy.registry.Registry folder: serve the version `alias` points to
+    registered_model: str = "cifar10-classifier"  # the model's name in that registry
+    alias: str = "champion"  # MLflow alias, not a stage (stages are deprecated since MLflow 2.9)
+    log_db: str | None = None  # a SQLite prediction log (dlbook.deploy.predlog), one row per answer
+    log_inputs: bool = False  # keep each request body in the log, not only its SHA-256
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise ValueError("ServiceConfig needs at least one model bundle folder")
+        if not self.models and not self.registry:
+            raise ValueError("ServiceConfig needs at least one model bundle folder or a registry")
         if self.max_body_bytes < 1 or self.timeout_s <= 0 or self.max_concurrent < 1:
             raise ValueError(f"limits must be positive: max_body_bytes={self.max_body_bytes}, "
                              f"timeout_s={self.timeout_s}, max_concurrent={self.max_concurrent}")
@@ -84,6 +101,8 @@ class _Metrics:
                                    ["model", "class"], registry=registry)
         self.in_flight = Gauge("inferences_in_flight", "Inferences running now", registry=registry)
         self.info = Info("model", "The models served", ["kind"], registry=registry)
+        self.reloads = Counter("model_reloads", "Reloads of the registry's model, by result (ok, failed)",
+                               ["result"], registry=registry)
 
 
 class _MetricsMiddleware:
@@ -145,23 +164,62 @@ class _BodyLimitMiddleware:
         return await self.app(scope, replay, send)
 
 
+def _warm(predictor: Predictor) -> None:
+    if predictor.kind == "image":
+        predictor.predict_image(np.zeros(predictor.image_shape, np.float32))
+    else:
+        predictor.predict_text(predictor.encoder.itos[2])
+
+
+def load_from_registry(config: ServiceConfig, cache: str, threads: int | None = None) -> Predictor:
+    """The warmed-up :class:`Predictor` of the version ``config.alias`` points to, served as that version.
+
+    A missing alias or version, missing files or an ONNX file that does not load is a ``RuntimeError``
+    (a :class:`~dlbook.deploy.registry.RegistryError`) whose message says which.
+    """
+    from dlbook.deploy.registry import Registry, RegistryError
+
+    registry = Registry(config.registry, config.registered_model)
+    entry = registry.get(alias=config.alias)
+    folder = registry.fetch(entry, cache)
+    try:
+        predictor = Predictor(folder, threads=threads)
+        _warm(predictor)
+    except Exception as exc:  # ONNX Runtime's load errors, a bad meta.json, a model that does not run
+        detail = str(exc).replace(str(folder), "<bundle>")  # the service's cache path says nothing to the caller
+        raise RegistryError(f"version {entry.version} of {entry.name!r} does not load: "
+                            f"{type(exc).__name__}: {detail[:300]}") from exc
+    predictor.version = entry.version
+    return predictor
+
+
 def create_app(config: ServiceConfig) -> FastAPI:
     """The service as an ASGI app; the models load at startup (uvicorn's lifespan), before it listens."""
     registry = CollectorRegistry()
     metrics = _Metrics(registry)
     state = {"models": {}, "ready": False, "in_flight": 0, "max_in_flight": 0}
     executor = ThreadPoolExecutor(max_workers=config.max_concurrent, thread_name_prefix="inference")
+    cache = tempfile.mkdtemp(prefix="dlbook-serve-") if config.registry else None
+    log = None
+    if config.log_db:
+        from dlbook.deploy.predlog import PredictionLog
+
+        log = PredictionLog(config.log_db, keep_inputs=config.log_inputs)
+
+    def install(predictor: Predictor, source: str) -> None:
+        if predictor.kind in state["models"] and source == "bundle":
+            raise ValueError(f"two {predictor.kind} models given ({predictor.folder}); serve one of each kind")
+        state["models"][predictor.kind] = predictor  # one assignment: requests in flight keep the old object
+        metrics.info.labels(predictor.kind).info({"name": predictor.name, "version": predictor.version})
 
     @asynccontextmanager
     async def lifespan(app):
+        if config.registry:
+            install(load_from_registry(config, cache, config.threads), "registry")
         for folder in config.models:
             predictor = Predictor(folder, threads=config.threads)
-            if predictor.kind in state["models"]:
-                raise ValueError(f"two {predictor.kind} models given ({folder}); serve one of each kind")
-            state["models"][predictor.kind] = predictor
-            metrics.info.labels(predictor.kind).info({"name": predictor.name, "version": predictor.version})
-            warm = (np.zeros(predictor.image_shape, np.float32) if predictor.kind == "image" else None)
-            predictor.predict_image(warm) if warm is not None else predictor.predict_text(predictor.encoder.itos[2])
+            install(predictor, "bundle")
+            _warm(predictor)
         state["ready"] = True
         yield
         state["ready"] = False
@@ -206,13 +264,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def predict(request: Request):
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
-            payload = parse_json(await request.body())
+            data = await request.body()  # what the log keeps: the body, or the sentence alone
+            payload = parse_json(data)
             if not isinstance(payload, dict) or not ({"text", "image"} & set(payload)):
                 raise InputError(422, 'send a JSON object with a "text" field (a sentence) or an "image" field '
                                       '(pixels (H, W, C) in [0, 255])')
             if "text" in payload:
                 predictor = model("text")
                 result = await infer(predictor.predict_text, payload["text"])
+                data = payload["text"].encode("utf-8")
             else:
                 predictor = model("image")
                 result = await infer(lambda: predictor.predict_image(image_from_list(payload["image"])))
@@ -231,7 +291,28 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise InputError(415, f"content type {kind or '(none)'!r} is not served; use application/json, "
                                   "image/png, image/jpeg or multipart/form-data")
         metrics.predictions.labels(result["model"], result["class"]).inc()
-        return result
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if log is not None:
+            log.write(request_id, model=result["model"], version=result["version"], predicted=result["class_index"],
+                      class_name=result["class"], confidence=result["probabilities"][result["class"]],
+                      body=data)
+        return JSONResponse(result, headers={"x-request-id": request_id})
+
+    @app.post("/admin/reload")
+    async def reload():
+        if not config.registry:
+            raise InputError(409, "this service serves fixed bundles; start it with --registry DIR to reload")
+        old = state["models"].get("image")
+        try:
+            new = await asyncio.to_thread(load_from_registry, config, cache, config.threads)
+        except RuntimeError as exc:
+            metrics.reloads.labels("failed").inc()
+            still = f"{old.name} version {old.version}" if old else "nothing"
+            return _error(409, f"reload failed, still serving {still}: {exc}")
+        install(new, "registry")
+        metrics.reloads.labels("ok").inc()
+        return {"reloaded": True, "model": new.name, "version": new.version,
+                "previous_version": old.version if old else None}
 
     @app.get("/healthz")
     async def healthz():
@@ -255,7 +336,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
 def parse_args(argv: list[str] | None = None) -> tuple[ServiceConfig, str, int]:
     """The command line: ``--model DIR`` (repeat for a second kind), ``--host``, ``--port`` and the limits."""
     parser = argparse.ArgumentParser(prog="python -m dlbook.deploy.serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", action="append", required=True, help="a bundle folder (repeatable)")
+    parser.add_argument("--model", action="append", default=[], help="a bundle folder (repeatable)")
+    parser.add_argument("--registry", default=None, help="a dlbook.deploy.registry folder: serve its alias")
+    parser.add_argument("--registered-model", default=ServiceConfig.registered_model)
+    parser.add_argument("--alias", default=ServiceConfig.alias)
+    parser.add_argument("--log-db", default=None, help="a SQLite file: log every prediction")
+    parser.add_argument("--log-inputs", action="store_true", help="keep request bodies in the log")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
                         help="default: $PORT, else 8000")
@@ -264,7 +350,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServiceConfig, str, int]:
     parser.add_argument("--max-concurrent", type=int, default=ServiceConfig.max_concurrent)
     parser.add_argument("--threads", type=int, default=None)
     a = parser.parse_args(argv)
-    return ServiceConfig(tuple(a.model), a.max_body_bytes, a.timeout_s, a.max_concurrent, a.threads), a.host, a.port
+    if not a.model and not a.registry:
+        parser.error("give --model DIR (repeatable) or --registry DIR")
+    return ServiceConfig(tuple(a.model), a.max_body_bytes, a.timeout_s, a.max_concurrent, a.threads, a.registry,
+                         a.registered_model, a.alias, a.log_db, a.log_inputs), a.host, a.port
 
 
 def main(argv: list[str] | None = None) -> None:
