@@ -1,5 +1,8 @@
 """What every benchmark shares: the machine it ran on, the load, the training step it times, the JSON it writes.
 
+The training step is :func:`dlbook.train.throughput.sgd_step` (re-exported here as ``sgd_step``),
+the same step chapter 2.3 times and profiles.
+
 A benchmark script measures the configurations it compares side by side, in interleaved
 rounds, in one process, and writes one JSON file. The fields written here are the same in
 every file, so ``run_all.py`` can put any of them into ``RESULTS.md``.
@@ -16,7 +19,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
@@ -24,7 +26,8 @@ from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCr
 from dlbook.models.lenet import LeNet5, LeNetConfig
 from dlbook.models.vgg import vgg11
 from dlbook.notebook import cpu_model, library_versions
-from dlbook.train.device import autocast, autocast_dtype, cpu_supports_bf16, default_device, describe_device
+from dlbook.train.device import cpu_supports_bf16, default_device, describe_device
+from dlbook.train.throughput import sgd_step  # the one timed training step, shared with chapter 2.3
 
 
 # The two models the CIFAR-10 benchmarks time: builder, multiple of --steps (the small model needs more steps for a
@@ -117,29 +120,3 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a seconds-long run that checks the script works (CI)")
     p.add_argument("--seed", type=int, default=0)
     return p
-
-
-def sgd_step(model: nn.Module, device: torch.device, *, channels_last: bool, precision: str,
-             lr: float = 0.01) -> Callable[[tuple], float]:
-    """One training step of ``model`` (forward, cross-entropy, backward, Nesterov SGD), as a function of a batch.
-
-    The model is moved to ``device`` (channels-last when asked). The step returns the
-    loss as a Python float, as every training loop that logs its loss does.
-    """
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    dtype = autocast_dtype(device, precision)
-
-    def step(batch) -> float:
-        x, y = batch
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
