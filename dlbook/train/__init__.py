@@ -3,7 +3,8 @@
 Modules: ``trainer`` (the loop), ``callbacks`` (early stopping, checkpoints, LR schedules),
 ``checkpoint`` (what a checkpoint holds, checked resume), ``inference`` (``eval_mode``, ``predict``),
 ``device`` (device and precision), ``optim`` (weight-decay parameter groups), ``schedules``
-(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``history`` (per-epoch records), ``diagnose`` (checks for the
+(``linear_warmup_decay``), ``lr_finder`` (the learning-rate range test), ``throughput`` (the one timed training step and the
+profiler's phase split), ``history`` (per-epoch records), ``diagnose`` (checks for the
 common training failures: optimizer coverage, overfitting one batch, collapsed predictions), ``transfer`` (freezing, head replacement, per-part learning
 rates, linear probe), ``ddp`` (the script
 ``torchrun -m dlbook.train.ddp`` launches: DistributedDataParallel with a DistributedSampler). Timing helpers are in :mod:`dlbook.timing`.
