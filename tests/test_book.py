@@ -226,7 +226,9 @@ settle();
 INSPECT_JS = """
 const imgs = Array.from(document.images).map(i => ({
   src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}));
-const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
+// an <a> inside an inline SVG has an SVGAnimatedString href: resolve its value against the page
+const links = Array.from(document.querySelectorAll('a[href]')).map(
+  a => typeof a.href === 'string' ? a.href : new URL(a.getAttribute('href'), document.baseURI).href);
 const math = Array.from(document.querySelectorAll('.math'));
 return {
   url: location.href,
@@ -357,3 +359,63 @@ def test_browser_checks_are_not_vacuous(built_book, server, browser):
             info = open_page(browser, server, page)
             assert info["widgets_drawn"], f"{page}: widget state saved but nothing drawn"
             break
+
+
+SEARCH_JS = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  const hits = document.querySelectorAll('#search-results ul.search li');
+  const status = document.querySelector('#search-results p.search-summary');
+  if (hits.length || (status && /did not match/.test(status.textContent)) || Date.now() - start > 15000) {
+    done({hits: hits.length, first: hits.length ? hits[0].textContent.trim().slice(0, 120) : null,
+          summary: status ? status.textContent.trim() : null});
+  } else { setTimeout(poll, 200); }
+})();
+"""
+
+
+def test_search_finds_dropout(built_book, server, browser):
+    """The offline search index answers: a search for "dropout" lists pages."""
+    browser.get(f"{server}/search.html?q=dropout")
+    found = browser.execute_async_script(SEARCH_JS)
+    assert found["hits"] >= 2, f"search for 'dropout' found {found}"
+
+
+# Elements that may be wider than a phone: they scroll inside themselves.
+OVERFLOW_JS = """
+const width = document.documentElement.clientWidth;
+function scrolls(el) {
+  for (let e = el; e && e !== document.body; e = e.parentElement) {
+    const s = getComputedStyle(e);
+    if (['auto', 'scroll', 'hidden'].includes(s.overflowX) || e.tagName === 'PRE' || e.tagName === 'TABLE') return true;
+  }
+  return false;
+}
+const wide = [];
+for (const el of document.querySelectorAll('body *')) {
+  const r = el.getBoundingClientRect();
+  if (r.width > 0 && r.right > width + 1 && getComputedStyle(el).visibility !== 'hidden' && !scrolls(el)) {
+    wide.push(`${el.tagName.toLowerCase()}.${el.className || ''} right=${Math.round(r.right)}`);
+  }
+}
+return {width: width, page: document.documentElement.scrollWidth, wide: wide.slice(0, 8)};
+"""
+PHONE_PAGES = {"book/intro": "intro", "chapters/ch2_3_evaluation": "ch2_3_evaluation",
+               "chapters/ch4_2_sst_sentiment": "ch4_2_sst_sentiment"}
+
+
+@pytest.mark.parametrize("page", sorted(PHONE_PAGES))
+def test_pages_fit_a_phone_and_are_screenshot(page, built_book, server, browser):
+    """At 390 px nothing but code blocks and tables (which scroll) is wider than the screen; screenshots at 390 and 1280 px."""
+    name = PHONE_PAGES[page]
+    open_page(browser, server, page)
+    full_page_screenshot(browser, ARTIFACTS / f"{name}-1280.png", width=1280)
+    browser.set_window_size(390, 844)
+    try:
+        time.sleep(0.5)
+        layout = browser.execute_script(OVERFLOW_JS)
+        full_page_screenshot(browser, ARTIFACTS / f"{name}-390.png", width=390)
+    finally:
+        browser.set_window_size(1280, 900)
+    assert not layout["wide"], f"{page}.html at {layout['width']} px: wider than the screen: {layout['wide']}"
