@@ -102,19 +102,9 @@ class PinnedVersions(SphinxDirective):
             logger.warning("{pinned-versions}: no requirements.txt at the book's root", location=self.get_location())
             return []
         self.env.note_dependency(str(path))
-        rows = pinned_requirements(path)
-        table = nodes.table(classes=["dlbook-pins"])
-        group = nodes.tgroup(cols=3)
-        table += group
-        for width in (20, 12, 68):
-            group += nodes.colspec(colwidth=width)
-        head, body = nodes.thead(), nodes.tbody()
-        group += head
-        group += body
-        head += _row([nodes.Text(c) for c in ("package", "version", "note")])
-        for name, version, note in rows:
-            body += _row([nodes.literal(text=name), nodes.literal(text=version), nodes.Text(note)])
-        return [table]
+        rows = [[nodes.literal(text=name), nodes.literal(text=version), nodes.Text(note)]
+                for name, version, note in pinned_requirements(path)]
+        return [_table("dlbook-pins", ("package", "version", "note"), (20, 12, 68), rows)]
 
 
 # What a chapter's code cells call -> the dataset it loads.
@@ -139,7 +129,7 @@ def chapter_needs(srcdir: str | Path) -> list[dict]:
                       for line in c.source.splitlines() if line.startswith("# ")), path.stem)
         rows.append({"doc": f"/{CHAPTERS}/{path.stem}", "title": title, "wall_time_s": meta.get("wall_time_s"),
                      "mean_load": meta.get("mean_load"), "peak_memory_mib": meta.get("peak_memory_mib"),
-                     "device": meta.get("device_name"), "budget": meta.get("budget"),
+                     "budget": meta.get("budget"),
                      "datasets": [name for name, pattern in DATASETS.items() if re.search(pattern, code)],
                      "extras": extras(nb)})
     return rows
@@ -151,16 +141,7 @@ class ChapterNeeds(SphinxDirective):
     def run(self):
         for path in sorted((Path(self.env.srcdir) / CHAPTERS).glob("*.ipynb")):
             self.env.note_dependency(str(path))
-        columns = ("chapter", "full run", "mean load", "peak memory", "data", "extras")
-        table = nodes.table(classes=["dlbook-needs"])
-        group = nodes.tgroup(cols=len(columns))
-        table += group
-        for width in (30, 12, 10, 12, 26, 10):
-            group += nodes.colspec(colwidth=width)
-        head, body = nodes.thead(), nodes.tbody()
-        group += head
-        group += body
-        head += _row([nodes.Text(c) for c in columns])
+        rows = []
         for r in chapter_needs(self.env.srcdir):
             if r["budget"] != "full":
                 logger.warning(f"{{chapter-needs}}: {r['doc']} has no full-budget provenance; run it with "
@@ -168,13 +149,30 @@ class ChapterNeeds(SphinxDirective):
             ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=r["doc"], refexplicit=True,
                                         refwarn=True)
             ref += nodes.inline(text=r["title"])
-            body += _row([ref,
+            rows.append([ref,
                           nodes.Text(format_duration(r["wall_time_s"]) if r["wall_time_s"] else "not recorded"),
                           nodes.Text(f"{r['mean_load']:.1f}" if r["mean_load"] is not None else "not recorded"),
                           nodes.Text(f"{r['peak_memory_mib'] / 1024:.1f} GiB" if r["peak_memory_mib"] else "not recorded"),
                           nodes.Text(", ".join(r["datasets"]) or "generated in the notebook"),
                           nodes.Text(", ".join(r["extras"]) or "none")])
-        return [table]
+        columns = ("chapter", "full run", "mean load", "peak memory", "data", "extras")
+        return [_table("dlbook-needs", columns, (30, 12, 10, 12, 26, 10), rows)]
+
+
+def _table(classes: str, columns, widths, rows) -> nodes.table:
+    """A docutils table: a header row of ``columns`` and one row per list of inline nodes."""
+    table = nodes.table(classes=[classes])
+    group = nodes.tgroup(cols=len(columns))
+    table += group
+    for width in widths:
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+    head += _row([nodes.Text(c) for c in columns])
+    for cells in rows:
+        body += _row(cells)
+    return table
 
 
 def _row(cells) -> nodes.row:
