@@ -22,7 +22,10 @@ Choices that differ from the 2015 ImageNet network, each an option:
   is replaced by global average pooling and ``hidden`` fully connected layers
   of 512 units with dropout (Srivastava et al., 2014) -- one hidden layer by
   default; ``hidden=()`` is a single linear classifier.
-* The output is **logits**; ``nn.CrossEntropyLoss`` applies log-softmax.
+* The output is **logits**; ``nn.CrossEntropyLoss`` applies log-softmax. ``logit_scale``
+  multiplies them by a constant (Page's fast CIFAR-10 recipe uses 0.125): a smaller scale
+  keeps the softmax soft for longer, so a high learning rate does not push the logits
+  apart in the first steps.
 * Every ReLU is its own ``nn.ReLU()`` module and none is in-place, so Captum's
   layer and neuron attributions can hook any of them.
 
@@ -66,12 +69,15 @@ class VGGConfig:
     dropout: float = 0.5  # after each hidden FC layer (the paper's 0.5); 0 turns it off
     width: float = 1.0  # multiplies every conv's channels: 1.0 is VGG; smaller only for fast tests
     init: str = "kaiming"  # "kaiming" (He et al. 2015, torchvision's VGG init) or "default" (PyTorch's)
+    logit_scale: float = 1.0  # multiplies the logits; Page's fast CIFAR recipe uses 0.125 with a linear head
 
     def __post_init__(self) -> None:
         if self.depth not in CFGS:
             raise ValueError(f"depth={self.depth}; VGG has depth 11, 13, 16 or 19 (the paper's A, B, D, E)")
         check_config(self, positive=("in_channels", "num_classes"), fractions=("dropout",),
                      choices={"init": ("kaiming", "default")})
+        if not self.logit_scale > 0:
+            raise ValueError(f"VGGConfig: logit_scale={self.logit_scale} must be > 0 (1.0 leaves the logits as they are)")
         if not self.width > 0 or any(not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"VGGConfig: width={self.width} must be > 0 and hidden={self.hidden} positive ints")
 
@@ -187,7 +193,8 @@ class VGG(nn.Module):
                             "with x.float() / 255 and normalise them first")
         x = self.features(x)  # (B, C, H/32, W/32)
         x = self.avgpool(x)  # (B, C, 1, 1)
-        return self.classifier(x)  # (B, num_classes)
+        logits = self.classifier(x)  # (B, num_classes)
+        return logits if self.config.logit_scale == 1.0 else logits * self.config.logit_scale
 
 
 def _build(depth: int, **overrides) -> VGG:
