@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: Temperatures are searched in [1 / 100, 100]: wider than any network needs.
+#: The interval searched for the temperature, [1 / 100, 100], wider than any network needs.
 T_BOUNDS = (1e-2, 1e2)
 
 
@@ -47,14 +47,14 @@ class ReliabilityBins:
 
     @property
     def ece(self) -> float:
-        """Expected calibration error: the count-weighted mean gap ``|accuracy - confidence|`` over the bins."""
+        """The expected calibration error, the count-weighted mean gap ``|accuracy - confidence|`` over the bins."""
         filled = self.counts > 0
         gaps = (self.accuracy[filled] - self.confidence[filled]).abs()
         return (gaps * self.counts[filled].double()).sum().item() / self.counts.sum().item()
 
     @property
     def mce(self) -> float:
-        """Maximum calibration error: the largest gap over the non-empty bins."""
+        """The maximum calibration error, the largest gap over the non-empty bins."""
         filled = self.counts > 0
         return (self.accuracy[filled] - self.confidence[filled]).abs().max().item()
 
@@ -146,8 +146,8 @@ def fit_temperature(logits: Tensor, targets: Tensor) -> float:
         nearly every prediction is wrong).
 
     Raises:
-        ValueError: bad shapes, probabilities instead of logits, or every prediction correct
-        (then the NLL falls without end as ``T -> 0``).
+        ValueError: for bad shapes, for probabilities instead of logits, or when every prediction
+            is correct, since the NLL then falls without end as ``T`` goes to 0.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)

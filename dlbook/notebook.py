@@ -196,9 +196,9 @@ def format_value(value, percent: bool = False) -> str:
     return str(value)
 
 
-# Keys whose value is a share of a whole, shown as a percentage ("test_accuracy" 0.9116 -> 91.16%). Only
-# these: a dropout of 0.5 or a learning rate of 0.01 is a number, not 50% or 1%.
-PERCENT_SUFFIXES = ("accuracy", "_f1", "_rate", "_fraction", "_below_naive")
+#: Key endings of values that are a share of a whole, shown as a percentage ("test_accuracy" 0.9116 -> 91.16%).
+#: Only these: a dropout of 0.5 or a learning rate of 0.01 is a number, not 50% or 1%.
+PERCENT_SUFFIXES = ("accuracy", "accuracy_tta", "_f1", "_rate", "_fraction", "_below_naive")  # _tta: with test-time views
 
 
 # Unit suffixes of result keys: how the value is shown, and the suffix dropped from the words.

@@ -40,7 +40,7 @@ class Timing:
 
     @property
     def best_s(self) -> float:
-        """The fastest call: the least disturbed by other programs."""
+        """The fastest call, the least disturbed by other programs."""
         return min(self.times_s)
 
     @property

@@ -207,7 +207,7 @@ def attribution_legend(target_name: str = "the target class") -> str:
             f"stronger colour, larger attribution (hover for the value).</div>")
 
 
-def render_attributions_html(items: Sequence["WordAttribution"], title: str | None = None) -> str:
+def render_attributions_html(items: Sequence[WordAttribution], title: str | None = None) -> str:
     """Several explained sentences as one HTML block, with a legend."""
     if not items:
         raise ValueError("nothing to render: pass at least one WordAttribution")
@@ -218,7 +218,7 @@ def render_attributions_html(items: Sequence["WordAttribution"], title: str | No
     return f"<div>{head}{rows}{legend}</div>"
 
 
-def plot_word_attributions(items: Sequence["WordAttribution"], width: float = 10.0, fontsize: int = 11):
+def plot_word_attributions(items: Sequence[WordAttribution], width: float = 10.0, fontsize: int = 11):
     """The coloured words as a matplotlib figure (for print, slides, or a notebook without HTML).
 
     Words are laid out left to right and wrapped at ``width`` inches; one block per

@@ -128,3 +128,14 @@ def test_bad_input_is_explained():
         vgg11(dropout=1.0)
     with pytest.raises(ValueError, match="bad entry"):
         make_layers([64, "P"])
+
+
+def test_logit_scale_multiplies_the_logits_and_must_be_positive():
+    torch.manual_seed(0)
+    plain = VGG(VGGConfig.tiny()).eval()
+    scaled = VGG(VGGConfig.tiny(logit_scale=0.125)).eval()
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(scaled(x), plain(x) * 0.125, atol=1e-6)
+    with pytest.raises(ValueError, match="logit_scale"):
+        VGGConfig(logit_scale=0.0)

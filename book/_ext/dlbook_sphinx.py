@@ -14,6 +14,18 @@ recorded with ``record()`` (its notebook metadata, ``dlbook.results``), formatte
 and linked to the chapter. A chapter or key that does not exist is a build warning, so the
 warnings-as-errors build fails instead of a page quoting a number no chapter shows.
 
+**Re-exported names in the API reference.** The reference (``book/api/``) documents each object where it
+is defined (``dlbook.train.trainer.Trainer``), while chapters and docstrings name it where readers import
+it (``dlbook.train.Trainer``) or by its bare name inside a module. A reference that Sphinx cannot find is
+resolved by importing the name and following it to the module that defines it; only a ``dlbook`` name that
+leads nowhere stays a (warnings-as-errors) build failure.
+
+**First mentions link to the reference.** On every page outside the reference itself, the first inline
+code that names a ``dlbook`` object (``dlbook.train.Trainer``, ``dlbook.data``, or a bare public name
+that is unique in the package, such as ``load_cifar10`` or ``TensorLoader``; a trailing ``()`` is allowed)
+becomes a link to its entry in the API reference. Bare names that are ordinary words (``predict``,
+``record``) link only when written out with their module.
+
 **Inline scripts written twice.** Sphinx 7.4 stores an inline script added
 before the HTML builder exists with filename ``''`` and one added after with
 ``None``, so its de-duplication misses them: sphinx-togglebutton and
@@ -203,8 +215,151 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
     context["script_files"] = unique
 
 
+def canonical_name(target: str, module: str | None = None) -> str | None:
+    """Where the object named ``target`` is defined, as ``module.qualname``; None if it is no dlbook object.
+
+    ``target`` is a dotted name (``dlbook.train.Trainer``) or a name relative to ``module`` (``Trainer``
+    inside ``dlbook.train.callbacks``, ``Trainer.fit``).
+
+    Example:
+        >>> canonical_name("dlbook.train.Trainer")
+        'dlbook.train.trainer.Trainer'
+        >>> canonical_name("Trainer.fit", "dlbook.train")
+        'dlbook.train.trainer.Trainer.fit'
+        >>> canonical_name("dlbook.data.CIFAR10_CLASSES")
+        'dlbook.data.cifar10.CIFAR10_CLASSES'
+    """
+    import importlib
+    import inspect
+
+    tried = [target]
+    while module:  # the module itself, then each package above it (a name its siblings export)
+        tried.append(f"{module}.{target}")
+        module = module.rpartition(".")[0]
+    for name in tried:
+        if not name.startswith("dlbook"):
+            continue
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable module prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                break
+            if inspect.ismodule(obj):
+                return obj.__name__
+            if inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, property):
+                owner, qual = getattr(obj, "__module__", ""), getattr(obj, "__qualname__", "")
+                if owner.startswith("dlbook") and qual:
+                    return f"{owner}.{qual}"
+                break  # another library's class or function
+            # data (a constant, a type alias): the deepest dlbook module that holds the same object
+            holders = [m for m, mod in list(sys.modules.items()) if m.startswith("dlbook") and mod is not None
+                       and vars(mod).get(parts[-1]) is obj]
+            return f"{max(holders, key=lambda m: m.count('.'))}.{parts[-1]}" if holders else name
+    return None
+
+
+def _resolve_reexports(app: Sphinx, env, node, contnode):
+    """``missing-reference``: retry a Python reference at the name's defining module (see the module docstring)."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node.get("reftarget", "")
+    canonical = canonical_name(target, node.get("py:module"))
+    if canonical is None or canonical == target:
+        return None
+    domain = env.get_domain("py")
+    retry = node.deepcopy()
+    retry["reftarget"] = canonical
+    for role in (node.get("reftype"), "obj"):
+        found = domain.resolve_xref(env, node.get("refdoc", ""), app.builder, role, canonical, retry, contnode)
+        if found is not None:
+            return found
+    return None
+
+
+def public_names() -> dict[str, str]:
+    """Bare public names of dlbook's classes and functions that are unique in the package, each to its
+    defining ``module.qualname``; only names with an underscore or a capital letter (not plain words).
+
+    Example:
+        >>> public_names()["load_cifar10"]
+        'dlbook.data.cifar10.load_cifar10'
+        >>> "predict" in public_names()
+        False
+    """
+    import importlib
+    import inspect
+    import pkgutil
+
+    import dlbook
+
+    found: dict[str, set[str]] = {}
+    for info in pkgutil.walk_packages(dlbook.__path__, "dlbook."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - a module that needs an optional extra is not linked
+            continue
+        for name, obj in vars(module).items():
+            if name.startswith("_") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            owner = getattr(obj, "__module__", "")
+            if owner.startswith("dlbook") and not any(p.startswith("_") for p in owner.split(".")):
+                found.setdefault(name, set()).add(f"{owner}.{obj.__qualname__}")
+    return {name: next(iter(c)) for name, c in found.items()
+            if len(c) == 1 and ("_" in name or any(ch.isupper() for ch in name))}
+
+
+_SKIP_PARENTS = (nodes.reference, addnodes.pending_xref, nodes.literal_block, nodes.title, addnodes.desc,
+                 nodes.raw)
+
+
+def _link_first_mentions(app: Sphinx, doctree) -> None:
+    """``doctree-read``: the first inline code naming a dlbook object on a page becomes a reference to it."""
+    docname = app.env.docname
+    if docname.startswith("book/api/"):
+        return
+    names = app.env.dlbook_public_names if hasattr(app.env, "dlbook_public_names") else None
+    if names is None:
+        names = app.env.dlbook_public_names = public_names()
+    linked: set[str] = set()
+    for literal in list(doctree.findall(nodes.literal)):
+        parent, skip = literal.parent, False
+        while parent is not None:
+            if isinstance(parent, _SKIP_PARENTS):
+                skip = True
+                break
+            parent = parent.parent
+        text = literal.astext().strip()
+        text = text[:-2] if text.endswith("()") else text
+        if skip or not re.fullmatch(r"[A-Za-z_][\w.]*", text):
+            continue
+        head, _, rest = text.partition(".")
+        if text.startswith("dlbook"):
+            target = canonical_name(text)
+        elif head in names:
+            target = canonical_name(f"{names[head]}.{rest}" if rest else names[head])
+        else:
+            continue
+        if target is None or target in linked:
+            continue
+        linked.add(target)
+        xref = addnodes.pending_xref("", refdomain="py", reftype="obj", reftarget=target, refexplicit=True,
+                                     refwarn=True, refdoc=docname)
+        literal.replace_self(xref)
+        xref += literal
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("missing-reference", _resolve_reexports)
+    app.connect("doctree-read", _link_first_mentions)
     app.add_role("result", ResultRole())
     app.add_directive("pinned-versions", PinnedVersions)
     app.add_directive("chapter-needs", ChapterNeeds)

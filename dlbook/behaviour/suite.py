@@ -149,7 +149,7 @@ def run_suite(predict_proba: Callable[[list[str]], Tensor], tests: Sequence[Beha
 
 
 def template(pattern: str, **slots: Sequence[str]) -> list[str]:
-    """Fill ``pattern``'s ``{slot}``s with every combination of the given words.
+    """Fill the ``{slot}`` placeholders of ``pattern`` with every combination of the given words.
 
     Example:
         >>> template("the {thing} is {adj} .", thing=["film", "plot"], adj=["good"])

@@ -6,7 +6,8 @@ files in the offline folder named by ``DLBOOK_DATA``, then in the cache
 canonical source (or ``DLBOOK_MIRROR``), always checking SHA-256; see
 :mod:`dlbook.data.sources` and :mod:`dlbook.data.fetch`.
 
-Modules:
+Modules::
+
     sources     file specs, the offline and cache folders, the error classes
     fetch       a verified copy: offline, cached, or downloaded atomically (``fetch``, ``fetch_bytes``)
     vision      MNIST and Fashion-MNIST (idx files)

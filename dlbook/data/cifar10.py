@@ -46,6 +46,7 @@ from dlbook.files import CorruptFileError, load_checked, remove_stale_temps, sav
 
 log = logging.getLogger(__name__)
 
+#: The ten class names, in label order (label 0 is "airplane").
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
@@ -59,7 +60,7 @@ PYTHON_ARCHIVE = FileSpec(
     sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",  # torchvision md5 c58f3010...
     urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
 )
-#: Archives in order of preference within each stage (offline copy, cache, download): the book's results are
+#: Archives in order of preference within each stage (offline copy, cache, download). The book's results are
 #: on the JPEG copy, so a copy in DLBOOK_DATA wins over a decoded cache of the other archive (see
 #: ``_preferred_source``, which also lets a decoded cache be read without hashing its archive again).
 SOURCES: tuple[FileSpec, ...] = (JPEG_ARCHIVE, PYTHON_ARCHIVE)

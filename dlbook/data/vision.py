@@ -26,6 +26,7 @@ import torch
 from dlbook.data.fetch import fetch_bytes
 from dlbook.data.sources import CorruptDataError, FileSpec, find_cached, find_offline
 
+#: The ten Fashion-MNIST class names, in label order.
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MNIST_CLASSES = tuple(str(d) for d in range(10))

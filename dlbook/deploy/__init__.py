@@ -5,7 +5,8 @@ The serving side needs no torch: :mod:`runtime`, :mod:`textprep`, :mod:`serve`, 
 and httpx, so the container image carries none of PyTorch's ~700 MB. This file imports nothing, so
 ``import dlbook.deploy.serve`` stays torch-free (a test checks it with torch blocked).
 
-Modules:
+Modules::
+
     export      torch side: ``torch.export`` and ONNX export, each checked against eager (max abs error);
                 ``PaddingFreeRNN`` (a BiLSTM classifier without packing, for one sentence at a time);
                 ``save_text_spec`` (the vocabulary and the tokeniser's rules as JSON)

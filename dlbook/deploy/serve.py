@@ -1,6 +1,7 @@
 """The model service: a FastAPI app on ONNX Runtime, served by one uvicorn worker, no torch.
 
-Endpoints:
+Endpoints::
+
     ``POST /predict``   an image (``image/png`` or ``image/jpeg`` body, a ``multipart/form-data`` upload in
                         field ``file``, or JSON ``{"image": [[[r, g, b], ...]]}``, pixels ``(H, W, C)`` in
                         [0, 255]) or a sentence (JSON ``{"text": "..."}``); returns the class, the

@@ -2,7 +2,7 @@
 
 * :mod:`dlbook.interpret.text`: :func:`word_attributions` (Layer Integrated Gradients
   on the embedding), :func:`explain_text` and :class:`WordAttribution`;
-* :mod:`dlbook.interpret.image`: :func:`saliency`, :func:`grad_cam`, :func:`integrated_gradients` (optionally with SmoothGrad),
+* :mod:`dlbook.interpret.image`: :func:`~dlbook.interpret.image.saliency`, :func:`grad_cam`, :func:`integrated_gradients` (optionally with SmoothGrad),
   :func:`occlusion`, maps ``(B, H, W)`` of the input's size;
 * :mod:`dlbook.interpret.sanity`: :func:`cascading_randomization`, the model-parameter
   randomisation test of Adebayo et al. (2018) that checks an explanation depends on the model;
@@ -11,7 +11,7 @@
 
 One convention: every function takes the model, its inputs and a ``target`` class
 (``None``: the predicted class), runs the model in eval mode (restored afterwards),
-explains the score :func:`class_scores` names, and returns plain tensors on the CPU.
+explains the score ``class_scores`` names, and returns plain tensors on the CPU.
 The drawing (coloured words, overlays) is in :mod:`dlbook.viz`.
 
 Example:

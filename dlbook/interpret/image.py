@@ -138,7 +138,7 @@ def integrated_gradients(model: nn.Module, images: Tensor, target=None, baseline
         baseline: a tensor broadcastable to the images, a number, or None (zeros).
         n_steps: integration steps, at least 2.
         internal_batch_size: split the ``B * n_steps`` forward passes into chunks this big.
-        score: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see :func:`class_scores`).
+        score: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see ``class_scores``).
         channel_reduce: ``"sum"`` (signed, keeps completeness), ``"abs"``, ``"mean"``, or None
             to keep ``(B, C, H, W)``.
         noise_samples: 0 for plain IG; n > 0 averages IG over n noisy copies of each image
@@ -235,4 +235,4 @@ def occlusion(model: nn.Module, images: Tensor, target=None, window: int | tuple
     return attributions.mean(dim=1).detach().float().cpu()  # (B, C, H, W), equal over C -> (B, H, W)
 
 
-__all__ = ["grad_cam", "integrated_gradients", "occlusion"]
+__all__ = ["grad_cam", "integrated_gradients", "occlusion", "saliency"]

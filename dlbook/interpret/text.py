@@ -62,7 +62,7 @@ def word_attributions(model: nn.Module, tokens: Tensor, lengths: Tensor, target=
         baseline_index: the baseline token (default ``dlbook.data.text.PAD_INDEX``, ``<pad>``).
         keep_tokens: token ids left unchanged in the baseline, e.g. a Transformer's
             ``[CLS]`` and ``[SEP]``; they then get no attribution.
-        score: what to explain: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see :func:`class_scores`).
+        score: what to explain: ``"logit"``, ``"log_odds"`` or ``"prob"`` (see ``class_scores``).
         n_steps: integration steps (Gauss-Legendre), at least 2; 50 is usually within 1% of the total.
         internal_batch_size: split the ``B * n_steps`` forward passes into chunks this big.
         return_delta: also return the completeness error per sentence ``(B,)``.

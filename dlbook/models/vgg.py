@@ -176,7 +176,7 @@ class VGG(nn.Module):
 
     @property
     def last_conv(self) -> nn.Conv2d:
-        """The last convolution: the usual layer for Grad-CAM."""
+        """The last convolution, the usual layer for Grad-CAM."""
         return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,6 @@ A recipe is a frozen dataclass that builds the model, optimizer, schedule, loss 
 augmentation for one task, so the chapter that teaches it, the benchmarks that time it and
 the GPU check all train the same thing.
 
-Modules: ``cifar10`` (chapter 4.1's VGG-11-BN recipes, :data:`~dlbook.recipes.cifar10.FIRST`
-and :data:`~dlbook.recipes.cifar10.FAST`, and the time budget's epoch count).
+Modules: ``cifar10`` (chapter 4.1's VGG-11-BN recipes, :data:`~dlbook.recipes.cifar10.FIRST`,
+:data:`~dlbook.recipes.cifar10.PAGE` and :data:`~dlbook.recipes.cifar10.FAST`, and the time budget's epoch count).
 """

@@ -82,8 +82,8 @@ def predict(model: nn.Module, loader: Iterable, *, device: torch.device | str | 
             dimension are averaged. **With ``tta`` the outputs are probabilities, not logits.**
 
     Returns:
-        outputs: float32 CPU tensor, the batches concatenated along dim 0 (logits, or
-        probabilities with ``tta``); targets: CPU tensor.
+        ``(outputs, targets)``. The outputs are a float32 CPU tensor, the batches concatenated
+        along dim 0 (logits, or probabilities with ``tta``); the targets a CPU tensor.
 
     Raises:
         ValueError: if the loader yields no batch (:class:`EmptyLoaderError`), a batch is not a pair, or ``tta`` is empty.

@@ -72,7 +72,7 @@ class LRRangeResult:
 
     @property
     def suggestion(self) -> float:
-        """The suggested learning rate: :attr:`min_lr_div10` (see the class docstring for why)."""
+        """The suggested learning rate, :attr:`min_lr_div10` (see the class docstring for why)."""
         return self.min_lr_div10
 
     def _check_steps(self) -> None:

@@ -31,7 +31,9 @@ from dlbook.train.diagnose import optimizer_coverage
 from dlbook.train.history import History
 from dlbook.train.inference import EmptyLoaderError, predict
 
+#: A metric, ``fn(outputs, targets) -> float``.
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
+#: What the Trainer prints, ``True`` (a bar and a line per epoch), ``"epochs"`` (the lines) or ``False``.
 Progress = Literal[True, False, "epochs"]
 
 
