@@ -232,8 +232,8 @@ def format_result(key: str, value, label: str | None = None) -> str:
 
 def _unit(key: str, value):
     """The unit suffix of ``key`` that applies to ``value``, or None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        for suffix in _UNITS:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.lower().endswith("_per_s"):
+        for suffix in _UNITS:  # a rate ("images_per_s") is not a duration
             if key.lower().endswith(suffix):
                 return suffix
     return None
@@ -253,8 +253,8 @@ def format_recorded(key: str, value) -> str:
     Example:
         >>> format_recorded("train_time_s", 106.8), format_recorded("test_accuracy", 0.9112)
         ('1 min 47 s', '91.12%')
-        >>> format_recorded("params", 61706)
-        '61,706'
+        >>> format_recorded("params", 61706), format_recorded("train_images_per_s", 166)
+        ('61,706', '166')
     """
     suffix = _unit(key, value)
     if suffix:

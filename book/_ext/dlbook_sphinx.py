@@ -325,11 +325,13 @@ def _link_first_mentions(app: Sphinx, doctree) -> None:
     docname = app.env.docname
     if docname.startswith("book/api/"):
         return
-    names = app.env.dlbook_public_names if hasattr(app.env, "dlbook_public_names") else None
-    if names is None:
-        names = app.env.dlbook_public_names = public_names()
+    names = None  # imported only for a page that has inline code (importing dlbook takes seconds)
     linked: set[str] = set()
     for literal in list(doctree.findall(nodes.literal)):
+        if names is None:
+            names = getattr(app.env, "dlbook_public_names", None)
+            if names is None:
+                names = app.env.dlbook_public_names = public_names()
         parent, skip = literal.parent, False
         while parent is not None:
             if isinstance(parent, _SKIP_PARENTS):
