@@ -3,9 +3,11 @@
 Chapters import it; nothing here is generated from notebooks. Importing it has
 no side effects: no downloads, no prints, no global seeds.
 
-Sub-packages and modules:
+Sub-packages and modules::
+
     budget      the ``DLBOOK_BUDGET`` switch (``full`` for readers, ``smoke`` for CI)
     data        datasets (offline copy, cache, verified download), transforms, splits, text and token batches
+    recipes     every choice behind a chapter's headline run (chapter 4.1's VGG-11 recipes)
     models      lenet, vgg, rnn, rnn_classifier, transformer, transformer_classifier, pretrained
     train       Trainer, callbacks, checkpoints, inference (``predict``, ``eval_mode``), optimiser groups,
                 schedules, precision and device

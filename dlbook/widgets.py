@@ -104,7 +104,7 @@ def sentiment_explorer(predictors: Mapping[str, object], example: str = "", n_st
     return text_explorer(render, example=example)
 
 
-__all__ = ["text_explorer", "sentiment_explorer", "EMPTY_MESSAGE"]
+__all__ = ["text_explorer", "sentiment_explorer", "figure_explorer", "EMPTY_MESSAGE"]
 
 
 def figure_explorer(draw: Callable[..., object], controls: Mapping[str, object], dpi: int = 80):

@@ -74,7 +74,8 @@ def page(slug: str) -> str:
 def index() -> str:
     lines = ["# API reference", "",
              "Every public class and function of the `dlbook` package, from its docstrings, built with the book. "
-             "A chapter's first mention of a `dlbook` name links here. Each part of the package has a page:", ""]
+             "A chapter's first mention of a `dlbook` name links here.", "",
+             "```{eval-rst}", ".. automodule:: dlbook", "```", "", "Each part of the package has a page:", ""]
     lines += ["| page | holds |", "|---|---|"]
     lines += [f"| {{doc}}`{title} <{slug}>` | {blurb} |" for slug, (title, blurb, _) in PAGES.items()]
     lines += ["", "Each page documents every module of its part where the module defines it: "

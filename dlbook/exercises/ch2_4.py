@@ -24,7 +24,7 @@ import numpy as np
 
 from dlbook.exercises import Check, Problem, StudentError, attempt, run_check
 
-# (what it is, the request's "image" value): each must be refused with a ValueError
+#: Malformed requests, as (what it is, the request's ``image`` value); each must be refused with a ValueError.
 BAD_REQUESTS = [
     ("a dict instead of a nested list", {"pixels": [[[0, 0, 0]]]}),
     ("a ragged list (rows of different lengths)", [[[0, 0, 0], [0, 0, 0]], [[0, 0, 0]]]),
@@ -36,6 +36,7 @@ BAD_REQUESTS = [
     ("four channels (RGBA)", [[[0, 0, 0, 255]]]),
     ("an empty list", []),
 ]
+#: Well-formed requests, as (what it is, the ``image`` value); each must come back as an array.
 GOOD_REQUESTS = [
     ("a 2x2 RGB image of ints", [[[0, 128, 255], [1, 2, 3]], [[4, 5, 6], [7, 8, 9]]]),
     ("a 1x1 image of floats", [[[0.5, 254.5, 255.0]]]),

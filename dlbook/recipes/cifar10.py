@@ -214,7 +214,7 @@ FIRST = VGGRecipe(epochs=20, peak_lr=0.1, warmup=0.25, label_smoothing=0.1, hidd
 PAGE = VGGRecipe(crop_padding=4,
                  notes="Page's DAWNBench recipe (linear head, logits x 0.125, warm-up to a high peak, linear decay "
                        "to 0, Nesterov, weight decay on weights only) with airbench's label smoothing 0.2")
-#: The recipe chapter 4.1 trains: ``PAGE`` with 2-pixel crop padding (its ``epochs`` set per machine).
+#: The recipe chapter 4.1 trains, ``PAGE`` with 2-pixel crop padding (its ``epochs`` set per machine).
 FAST = PAGE.replace(crop_padding=2, notes="PAGE with airbench's 2-pixel translation, chosen on validation by "
                                           "benchmarks/recipe_search.py")
 
