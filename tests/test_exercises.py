@@ -15,17 +15,11 @@ from torch import nn
 from dlbook.exercises import NOT_YET, Check, Problem, attempt, report, run_check
 from dlbook.exercises import ch3_1, ch3_2, ch3_3, ch4_2
 from dlbook.exercises.quiz import check_questions, fallback_html
+from exercise_asserts import rejected  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def rejected(check: Check, *words: str) -> None:
-    """The check failed and its message names each of ``words`` (case-insensitive)."""
-    assert not check.passed, f"accepted a wrong answer:\n{check}"
-    text = str(check).lower()
-    assert NOT_YET in text
-    for w in words:
-        assert w.lower() in text, f"message does not mention {w!r}:\n{check}"
 
 
 # --------------------------------------------------------------------------- the checker itself

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dlbook.exercises import ch2_1, ch2_2, ch2_3
-from tests.test_exercises import rejected
+from exercise_asserts import rejected
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

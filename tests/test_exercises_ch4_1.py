@@ -4,18 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from dlbook.exercises import NOT_YET, Check
 from dlbook.exercises.ch4_1 import check_decay_groups, check_flip_tta, check_warmup_decay
+from exercise_asserts import rejected  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def rejected(check: Check, *words: str) -> None:
-    assert not check.passed, f"accepted a wrong answer:\n{check}"
-    text = str(check).lower()
-    assert NOT_YET in text
-    for w in words:
-        assert w.lower() in text, f"message does not mention {w!r}:\n{check}"
 
 
 # -- exercise 1: weight-decay groups -----------------------------------------------------------
