@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlbook.data import TensorLoader
 from dlbook.exercises import Check, Problem, attempt, run_check
 
 
@@ -108,20 +109,6 @@ def check_gd_step(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> Check
     return run_check("1 exercise 2 (one gradient-descent step)", body)
 
 
-class _Loader:
-    """Batches of 8 from 20 examples: the last batch holds 4, as a real loader's last batch often does."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8):
-        self.x, self.y, self.batch_size = x, y, batch_size
-
-    def __iter__(self):
-        for i in range(0, len(self.x), self.batch_size):
-            yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-
 def _probe_model() -> nn.Module:
     torch.manual_seed(3)
     return nn.Sequential(nn.Linear(6, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
@@ -146,7 +133,7 @@ def check_evaluate(fn: Callable[[nn.Module, object], float]) -> Check:
         with torch.no_grad():
             y = model.eval()(x).argmax(1)
             y[::3] = (y[::3] + 1) % 3  # a third wrong, spread over the batches
-        loader = _Loader(x, y)
+        loader = TensorLoader(x, y, batch_size=8)  # 20 examples: the last batch holds 4, as real ones often do
         outputs, targets = predict(copy.deepcopy(model), loader, device="cpu", precision="fp32")
         want = int((outputs.argmax(1) == targets).sum()) / len(targets)
         m = copy.deepcopy(model).train()
