@@ -262,6 +262,25 @@ def format_recorded(key: str, value) -> str:
     return format_value(value, percent=key.lower().endswith(PERCENT_SUFFIXES))
 
 
+def repository_file(path: str, start: str | Path = ".") -> Path | None:
+    """A file of the book's repository, if the notebook runs inside a checkout of it; else None.
+
+    A chapter opened on its own (in Colab, or downloaded as one file) has no ``book/`` or
+    ``benchmarks/`` beside it: where a cell reads such a file it calls this and says what is
+    missing instead of failing. The repository is the first folder at or above ``start`` that
+    holds ``_toc.yml``.
+
+    Example:
+        >>> repository_file("no/such/file.json") is None
+        True
+    """
+    for folder in (Path(start).resolve(), *Path(start).resolve().parents):
+        if (folder / "_toc.yml").is_file():
+            candidate = folder / path
+            return candidate if candidate.exists() else None
+    return None
+
+
 def dlbook_sha256(package_dir: str | Path = PACKAGE_DIR) -> str:
     """SHA-256 of the package's source: every ``**/*.py`` under ``package_dir``, in sorted order.
 

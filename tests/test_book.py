@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import html.parser
-import http.server
 import json
 import os
 import re
@@ -29,12 +28,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
+from _http import serving
 
 pytestmark = pytest.mark.book
 
@@ -132,21 +131,11 @@ def test_offline_assets_are_served_by_the_book(built_book):
 # --------------------------------------------------------------------------- browser
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
 @pytest.fixture(scope="session")
 def server(built_book):
     """Serve _build/html on 127.0.0.1, as a classroom server (or `python -m http.server`) would."""
-    handler = functools.partial(_QuietHandler, directory=str(built_book))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(built_book) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

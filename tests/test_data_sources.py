@@ -8,12 +8,10 @@ short, a wrong file, a missing file and a dead server.
 
 import builtins
 import errno
-import functools
 import os
 import shutil
-import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,9 @@ from dlbook import files
 from dlbook.data import (CacheWriteError, ChecksumError, DataError, DownloadError, MissingDataError, load_fashion_mnist,
                          load_sst, sources)
 from dlbook.data import cifar10, fetch, sst, vision
+
+import _http  # tests/_http.py: the shared local server
+from _http import Quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DLBOOK_DATA") or ROOT.parent / "shared" / "data")
@@ -37,7 +38,7 @@ needs_fashion = pytest.mark.skipif(not (FASHION / "t10k-labels-idx1-ubyte.gz").i
 def env(tmp_path, monkeypatch):
     """No offline folders, an empty cache, downloads allowed; returns the cache folder."""
     cache = tmp_path / "cache"
-    for var in ("DLBOOK_DATA", "DLBOOK_MIRROR", "DLBOOK_OFFLINE", "XDG_CACHE_HOME"):
+    for var in ("DLBOOK_DATA", "DLBOOK_MIRROR", "DLBOOK_OFFLINE", "DLBOOK_SYSTEM_DATA", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DLBOOK_CACHE", str(cache))
     monkeypatch.setattr(sources, "SYSTEM_DATA_DIRS", ())
@@ -53,21 +54,7 @@ def files_under(folder: Path) -> list[str]:
 
 def mirror_tree(root: Path) -> Path:
     """A mirror laid out like DLBOOK_DATA, holding symlinks to the real files."""
-    (root / "sst").mkdir(parents=True)
-    (root / "fashion-mnist").mkdir()
-    for f in (DATA / "sst").iterdir():
-        (root / "sst" / f.name).symlink_to(f)
-    if FASHION.is_dir():
-        for f in FASHION.glob("*.gz"):
-            (root / "fashion-mnist" / f.name).symlink_to(f)
-    if (DATA / "cifar10-jpeg.tar.xz").is_file():
-        (root / "cifar10-jpeg.tar.xz").symlink_to(DATA / "cifar10-jpeg.tar.xz")
-    return root
-
-
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    return _http.mirror_tree(root, DATA, FASHION)
 
 
 class CutShort(Quiet):
@@ -133,19 +120,8 @@ def with_length(value: str, fraction: float = 1.0):
 @pytest.fixture
 def serve():
     """``serve(folder, handler)`` starts a threaded server on a free loopback port; returns its URL."""
-    servers = []
-
-    def start(folder: Path, handler=Quiet) -> str:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with ExitStack() as stack:
+        yield lambda folder, handler=Quiet: stack.enter_context(_http.serving(folder, handler))
 
 
 # -- folders and environment -------------------------------------------------------------------
@@ -164,8 +140,17 @@ def test_cache_dir_follows_dlbook_cache_then_xdg_then_home(monkeypatch, tmp_path
 
 def test_data_dirs_accepts_a_path_list_then_system_folders(monkeypatch, tmp_path):
     monkeypatch.setenv("DLBOOK_DATA", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    monkeypatch.delenv("DLBOOK_SYSTEM_DATA", raising=False)
     monkeypatch.setattr(sources, "SYSTEM_DATA_DIRS", (Path("/usr/share/datasets"),))
     assert sources.data_dirs() == [tmp_path / "a", tmp_path / "b", Path("/usr/share/datasets")]
+
+
+def test_system_folders_can_be_named_or_turned_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLBOOK_DATA", str(tmp_path / "a"))
+    monkeypatch.setenv("DLBOOK_SYSTEM_DATA", str(tmp_path / "sys"))
+    assert sources.data_dirs() == [tmp_path / "a", tmp_path / "sys"]
+    monkeypatch.setenv("DLBOOK_SYSTEM_DATA", "")   # a machine without Debian's dataset packages
+    assert sources.data_dirs() == [tmp_path / "a"]
 
 
 def test_mirror_replaces_canonical_urls_and_offline_turns_downloads_off(monkeypatch):

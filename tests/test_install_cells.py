@@ -42,16 +42,17 @@ def test_extras_follow_the_imports():
 
 def test_refresh_replaces_old_lines_and_keeps_the_setup_code():
     nb = _nb("from dlbook.notebook import setup\nrun = setup()", "from dlbook.models.pretrained import x")
-    assert install_cells.refresh(nb, "t", "https://example.org/a/b", "main")
+    assert install_cells.refresh(nb, "t", install_cells.pip_source("https://example.org/a/b", "main"))
     first = nb.cells[1].source
     assert '"dlbook[nlp] @ git+https://example.org/a/b@main"' in first and first.endswith("run = setup()")
-    assert install_cells.refresh(nb, "t", "https://example.org/c/d", "dev")   # moved: lines rewritten once
+    moved = install_cells.pip_source("https://example.org/c/d", "dev")
+    assert install_cells.refresh(nb, "t", moved)   # moved: lines rewritten once
     assert nb.cells[1].source.count(install_cells.BEGIN) == 1 and "c/d@dev" in nb.cells[1].source
-    assert not install_cells.refresh(nb, "t", "https://example.org/c/d", "dev")
+    assert not install_cells.refresh(nb, "t", moved)
 
 
 def test_the_lines_do_nothing_outside_colab_and_install_inside(tmp_path):
-    block = install_cells.install_block("https://example.org/a/b", "main", ["deploy"])
+    block = install_cells.install_block(install_cells.pip_source("https://example.org/a/b", "main"), ["deploy"])
     calls = []
     namespace = {"__name__": "x"}
     exec(block, namespace)                                    # not in Colab: no pip
@@ -71,7 +72,7 @@ def test_the_lines_do_nothing_outside_colab_and_install_inside(tmp_path):
 
 def test_a_setup_cell_is_required_and_a_bad_url_refused(tmp_path):
     with pytest.raises(SystemExit, match="first code cell must call"):
-        install_cells.refresh(_nb("print(1)"), "t.ipynb", "https://x/y", "main")
+        install_cells.refresh(_nb("print(1)"), "t.ipynb", install_cells.pip_source("https://x/y", "main"))
     config = tmp_path / "_config.yml"
     config.write_text("repository:\n  url: <your repository>\n")
     with pytest.raises(SystemExit, match="set repository.url"):

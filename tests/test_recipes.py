@@ -64,8 +64,9 @@ def test_tta_views_are_what_their_names_say():
 
 
 def test_epochs_for_budget():
-    assert epochs_for_budget(200.0, 45_000, 2700) == 10          # 2700 s x 0.9 x 200 / 45,000 = 10.8
-    assert epochs_for_budget(380.0, 45_000, 2700) == 20
+    assert epochs_for_budget(200.0, 45_000, 2700) == 9           # 2700 s x 0.8 x 200 / 45,000 = 9.6
+    assert epochs_for_budget(380.0, 45_000, 2700) == 18          # 18.24
+    assert epochs_for_budget(200.0, 45_000, 2700, margin=0.9) == 10   # 10.8
     assert epochs_for_budget(1.0, 45_000, 60) == 1               # at least one
     with pytest.raises(ValueError, match="images_per_s"):
         epochs_for_budget(0.0, 45_000, 2700)

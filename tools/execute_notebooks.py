@@ -45,7 +45,7 @@ from dlbook.notebook import (  # noqa: E402
     format_result,
 )
 from install_cells import refresh as refresh_install_lines  # noqa: E402
-from install_cells import repository  # noqa: E402
+from install_cells import pip_source, repository  # noqa: E402
 
 PROVENANCE_TAG = "dlbook-provenance"
 
@@ -128,7 +128,7 @@ class Load:
 
 def execute(path: Path, budget: str, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
-    refresh_install_lines(nb, path.name, *repository())  # the Colab lines, current with _config.yml
+    refresh_install_lines(nb, path.name, pip_source(*repository()))  # the Colab lines, current with _config.yml
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -63,15 +63,21 @@ def extras(nb) -> list[str]:
     return sorted(found)
 
 
-def install_block(url: str, branch: str, needed: list[str]) -> str:
-    """The lines that go at the top of the setup cell."""
+def pip_source(url: str, branch: str) -> str:
+    """Where pip installs ``dlbook`` from: the repository's branch (``git+<url>@<branch>``)."""
+    return f"git+{url}@{branch}"
+
+
+def install_block(source: str, needed: list[str]) -> str:
+    """The lines that go at the top of the setup cell; ``source`` is what pip installs from (:func:`pip_source`,
+    or a wheel's ``file://`` URL in the reader's-path test)."""
     spec = f"dlbook[{','.join(needed)}]" if needed else "dlbook"
     return "\n".join([
         BEGIN,
         "import sys",
         'if "google.colab" in sys.modules:',
         "    import subprocess",
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{spec} @ git+{url}@{branch}"], check=True)',
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{spec} @ {source}"], check=True)',
         END,
     ])
 
@@ -93,10 +99,10 @@ def setup_cell(nb, name: str):
     return cells[0]
 
 
-def refresh(nb, name: str, url: str, branch: str) -> bool:
-    """Write the current install lines into ``nb``'s setup cell; True if the cell changed."""
+def refresh(nb, name: str, source: str) -> bool:
+    """Write install lines from ``source`` (:func:`pip_source`) into ``nb``'s setup cell; True if it changed."""
     cell = setup_cell(nb, name)
-    new = install_block(url, branch, extras(nb)) + "\n" + _without_block(cell.source)
+    new = install_block(source, extras(nb)) + "\n" + _without_block(cell.source)
     changed = new != cell.source
     cell.source = new
     return changed
@@ -107,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook under chapters/")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is stale")
     args = parser.parse_args(argv)
-    url, branch = repository()
+    source = pip_source(*repository())
     stale = []
     for path in args.notebooks or sorted((ROOT / "chapters").rglob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        if refresh(nb, path.name, url, branch):
+        if refresh(nb, path.name, source):
             stale.append(path.name)
             if not args.check:
                 nbformat.write(nb, path)

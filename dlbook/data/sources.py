@@ -6,7 +6,8 @@ where to download it). A copy may sit in
 1. an **offline folder**: ``<dir>/<spec.path>`` for each folder in ``DLBOOK_DATA``
    (several may be joined with ``os.pathsep``), then under the system folders in
    :data:`SYSTEM_DATA_DIRS` (Debian's ``/usr/share/datasets``, where
-   ``apt-get install dataset-fashion-mnist`` puts ``fashion-mnist/*.gz``);
+   ``apt-get install dataset-fashion-mnist`` puts ``fashion-mnist/*.gz``), or the folders
+   ``DLBOOK_SYSTEM_DATA`` names instead (empty: none, as on a machine without those packages);
 2. the **cache**: ``<cache>/<spec.path>``, where ``<cache>`` is ``DLBOOK_CACHE``, else
    ``$XDG_CACHE_HOME/dlbook``, else ``~/.cache/dlbook``.
 
@@ -27,7 +28,7 @@ from typing import Literal
 
 from dlbook.files import remove_stale_temps
 
-#: Folders searched after ``DLBOOK_DATA`` for offline copies (same layout). Tests may patch it.
+#: Folders searched after ``DLBOOK_DATA`` for offline copies (same layout), unless ``DLBOOK_SYSTEM_DATA`` is set.
 SYSTEM_DATA_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 
 
@@ -96,11 +97,20 @@ class FileSpec:
 # -- folders --------------------------------------------------------------------------------
 
 
+def _folders(value: str) -> list[Path]:
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
+
+
 def data_dirs() -> list[Path]:
-    """The folders searched for offline copies: ``DLBOOK_DATA`` entries, then system folders."""
-    value = os.environ.get("DLBOOK_DATA", "")
-    dirs = [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
-    return dirs + [d for d in SYSTEM_DATA_DIRS if d not in dirs]
+    """The folders searched for offline copies: ``DLBOOK_DATA`` entries, then the system folders.
+
+    The system folders are :data:`SYSTEM_DATA_DIRS`, or those ``DLBOOK_SYSTEM_DATA`` names when it is
+    set (``DLBOOK_SYSTEM_DATA=`` turns them off: the reader's-path test runs so, as Colab would).
+    """
+    dirs = _folders(os.environ.get("DLBOOK_DATA", ""))
+    system = os.environ.get("DLBOOK_SYSTEM_DATA")
+    system_dirs = SYSTEM_DATA_DIRS if system is None else _folders(system)
+    return dirs + [d for d in system_dirs if d not in dirs]
 
 
 def cache_dir() -> Path:
