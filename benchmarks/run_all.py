@@ -46,9 +46,10 @@ def markdown(results: dict[str, dict | str], quick: bool) -> str:
                   f"Versions: {versions}.", ""]
     for script, title, _ in BENCHMARKS:
         r = results.get(script)
-        if r is None:  # not asked for (--only)
-            continue
         lines += [f"## {title}", ""]
+        if r is None:  # not asked for (--only)
+            lines += ["Not measured in this run (`run_all.py --only` left it out).", ""]
+            continue
         if isinstance(r, str):
             lines += [r, ""]
             continue
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="every script's --quick mode (CI)")
     p.add_argument("--out-dir", type=Path, default=None, help="default: benchmarks/results (full) or required (quick)")
     p.add_argument("--only", nargs="*", default=None, choices=[b[0] for b in BENCHMARKS])
+    p.add_argument("--time-to-accuracy-tasks", nargs="+", default=None, metavar="TASK",
+                   help="only these tasks of time_to_accuracy.py (its --tasks), e.g. lenet5 bilstm: the VGG-11 "
+                        "runs take about 45 minutes each")
     args = p.parse_args(argv)
     if args.quick and args.out_dir is None:
         p.error("--quick writes nothing into the repository: pass --out-dir")
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {script}: skipped (no script yet)", flush=True)
             continue
         json_path = out_dir / f"{script}-{stamp}.json"
+        if script == "time_to_accuracy" and args.time_to_accuracy_tasks:
+            extra = [*extra, "--tasks", *args.time_to_accuracy_tasks]
         cmd = [sys.executable, str(HERE / f"{script}.py"), str(json_path), *(["--quick"] if args.quick else extra)]
         print(f"--- {script}: {' '.join(cmd[1:])}", flush=True)
         proc = subprocess.run(cmd, cwd=HERE)
