@@ -30,7 +30,7 @@ Example:
     >>> [round(g["lr"], 3) for g in optimizer.param_groups]   # warm-up starts at 0
     [0.0, 0.0]
     >>> epochs_for_budget(images_per_s=200.0, n_train=45_000, seconds=2700)
-    10
+    9
 """
 
 from __future__ import annotations
