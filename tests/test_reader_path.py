@@ -46,8 +46,8 @@ CHAPTERS = ROOT / "chapters"
 NOTEBOOKS = sorted(p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 DATA = Path(os.environ.get("DLBOOK_DATA") or ROOT.parent / "shared" / "data")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-# build-environment entries the fresh environment must not see: dlbook itself, and setuptools' path-file hack
-NOT_SHARED = ("dlbook", "__editable__", "_distutils_hack")
+# build-environment entries the fresh environment must not see: dlbook itself (its editable install)
+NOT_SHARED = ("dlbook", "__editable__")
 COLAB = 'import sys, types\nsys.modules.setdefault("google.colab", types.ModuleType("google.colab"))\n'
 CHECK_INSTALLED = ("import sys\nimport dlbook\n"
                    "assert dlbook.__file__.startswith(sys.prefix), "
