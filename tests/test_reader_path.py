@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -120,8 +119,7 @@ def reader(wheel, tmp_path_factory):
         nb.cells.append(nbformat.v4.new_code_cell(CHECK_INSTALLED))
         nbformat.write(nb, path)
     (home / "pytest.ini").write_text("[pytest]\n")
-    with ExitStack() as stack:
-        url = stack.enter_context(serving(mirror_tree(home / "mirror", DATA, FASHION), Counted))
+    with serving(mirror_tree(home / "mirror", DATA, FASHION), Counted) as url:
         env = {k: v for k, v in os.environ.items()
                if k not in ("DLBOOK_DATA", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
         env.update(DLBOOK_MIRROR=url, DLBOOK_CACHE=str(home / "cache"), DLBOOK_SYSTEM_DATA="",
