@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine (see README.md):
 #   make book   build the HTML book into _build/html from the committed notebook outputs
+#               (in its own small environment, .venv-book: requirements-book.txt, no torch)
 #   make test   unit tests, every notebook in the smoke budget (nbval, on the reader's path), the book build and browser tests
 # And for maintainers:
 #   make notebook NB=chapters/ch3_1_cnn.ipynb   re-run a chapter in the full budget and record its provenance
@@ -10,21 +11,30 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BOOK_VENV  ?= .venv-book
+BOOK_STAMP := $(BOOK_VENV)/.installed
 NB     ?= chapters/*.ipynb
 
 .PHONY: book test unit notebook bench bench-quick student clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-book.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
-book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --all --warningiserror --nitpick --keep-going
+# the book renders committed outputs, so it needs only its toolchain (dlbook's heavy imports are mocked)
+$(BOOK_STAMP): requirements-book.txt
+	test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BOOK_VENV)/bin/python -m pip install -q -r requirements-book.txt
+	touch $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)
+	$(BOOK_VENV)/bin/jupyter-book build . --all --warningiserror --nitpick --keep-going
 
 # every notebook runs under nbval inside tests/test_reader_path.py, as a reader would run it (see its docstring)
-test: book
+test: book $(STAMP)
 	DLBOOK_BOOK_BUILT=1 DLBOOK_BUDGET=smoke $(PY) -m pytest -p no:cacheprovider --durations=15 tests
 
 unit: $(STAMP)

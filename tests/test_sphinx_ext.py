@@ -121,3 +121,32 @@ def test_a_dlbook_reference_that_leads_nowhere_still_warns(tmp_path):
     src = _api_project(tmp_path, "See :func:`dlbook.train.no_such_function`.")
     _, err = _build(tmp_path, src)
     assert "dlbook.train.no_such_function" in err and "WARNING" in err
+
+
+def test_pinned_versions_follows_included_requirement_files(tmp_path):
+    src = _project(tmp_path, ".. pinned-versions::")
+    (src / "requirements-book.txt").write_text("# the book's toolchain\n\n# 1.0.4: tested\njupyter-book==1.0.4\n")
+    (src / "requirements.txt").write_text("torch==2.14.1\n# the toolchain, pinned there\n-r requirements-book.txt\n"
+                                          "pytest==9.2.0\n")
+    out, warnings = _build(tmp_path, src)
+    assert warnings == ""
+    html = (out / "index.html").read_text()
+    table = html[html.index("<table"):html.index("</table>")]
+    assert table.index("torch") < table.index("jupyter-book") < table.index("pytest")
+    assert "<p>1.0.4: tested</p>" in table
+
+
+def test_a_class_on_a_mocked_base_keeps_its_own_signature(tmp_path):
+    """make book mocks torch: a model class still shows its __init__'s arguments, not the mock's (*args, **kwargs)."""
+    src = _project(tmp_path, ".. autoclass:: demo_net.Net")
+    (src / "demo_net.py").write_text('import torch\n\n\nclass Net(torch.nn.Module):\n    """A net."""\n\n'
+                                     '    def __init__(self, width: int = 3, depth: int = 2):\n'
+                                     '        super().__init__()\n')
+    (src / "conf.py").write_text((src / "conf.py").read_text().replace(
+        "extensions = ['dlbook_sphinx']",
+        f"sys.path.insert(0, {str(src)!r})\nextensions = ['dlbook_sphinx', 'sphinx.ext.autodoc']\n"
+        "autodoc_mock_imports = ['torch']"))
+    out, warnings = _build(tmp_path, src)
+    assert warnings == ""
+    html = (out / "index.html").read_text()
+    assert "width" in html and "depth" in html and "args" not in html

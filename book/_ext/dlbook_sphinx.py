@@ -1,8 +1,13 @@
 """What the book adds to its Sphinx toolchain (jupyter-book 1.0.4, Sphinx 7.4).
 
 **Pinned versions.** ``{pinned-versions}`` (a directive, no arguments) renders ``requirements.txt`` as a
-table (package, version, the comment above its pin), so the tools page lists the versions the book was
-built with and cannot drift from them.
+table (package, version, the comment above its pin), following its ``-r`` includes, so the tools page
+lists the versions the book was built with and cannot drift from them.
+
+**The build needs no torch.** ``make book`` installs only ``requirements-book.txt``. The modules named in
+``autodoc_mock_imports`` (``_config.yml``: torch, numpy and the rest of what ``dlbook`` imports) are
+mocked for the whole build, not only inside autodoc, because this extension imports ``dlbook`` too. So
+the API reference and the links to it are the same in the book's environment and in the full one.
 
 **What each chapter needs.** ``{chapter-needs}`` renders, for every chapter notebook, its full-budget
 wall time, the machine's mean load during that run, the kernel's peak memory, the datasets its code loads
@@ -48,9 +53,8 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective, SphinxRole
 
-from dlbook.notebook import format_duration, format_recorded
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
 from install_cells import extras  # noqa: E402  (tools/: which dlbook extras a notebook imports)
 
 logger = logging.getLogger(__name__)
@@ -81,6 +85,8 @@ class ResultRole(SphinxRole):
             return self._fail(f"{{result}}`{self.text}`: {chapter} recorded no {key!r} (it recorded: {known})")
         ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=f"/{CHAPTERS}/{chapter}",
                                     refexplicit=True, refwarn=True)
+        from dlbook.notebook import format_recorded
+
         ref += nodes.inline(text=format_recorded(key, results[key]), classes=["dlbook-result"])
         return [ref], []
 
@@ -90,12 +96,19 @@ class ResultRole(SphinxRole):
 
 
 def pinned_requirements(path: str | Path) -> list[tuple[str, str, str]]:
-    """``(package, version, note)`` for each ``name==version`` line; the note is the comment just above it."""
+    """``(package, version, note)`` for each ``name==version`` line; the note is the comment just above it.
+
+    A ``-r other.txt`` line lists the pins of that file (relative to this one) in its place.
+    """
+    path = Path(path)
     rows, note = [], []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line.startswith("#"):
             note.append(line.lstrip("# ").strip())
+        elif line.startswith("-r "):
+            rows += pinned_requirements(path.parent / line[3:].strip())
+            note = []
         elif "==" in line:
             name, _, version = line.partition("==")
             rows.append((name.strip(), version.split(";")[0].strip(), " ".join(note)))
@@ -151,6 +164,8 @@ class ChapterNeeds(SphinxDirective):
     """``{chapter-needs}``: what each chapter's full-budget run took, from the committed notebooks."""
 
     def run(self):
+        from dlbook.notebook import format_duration
+
         for path in sorted((Path(self.env.srcdir) / CHAPTERS).glob("*.ipynb")):
             self.env.note_dependency(str(path))
         rows = []
@@ -358,7 +373,36 @@ def _link_first_mentions(app: Sphinx, doctree) -> None:
         xref += literal
 
 
+def _mock_heavy_imports(app: Sphinx, config) -> None:
+    """``config-inited``: mock ``autodoc_mock_imports`` for the whole build and put ``dlbook`` on the path."""
+    from sphinx.ext.autodoc.mock import MockFinder
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    names = list(getattr(config, "autodoc_mock_imports", []) or [])
+    if names and not any(isinstance(f, MockFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, MockFinder(names))
+    if "sphinx.ext.autodoc" in app.extensions:  # its event exists only when it is loaded
+        app.connect("autodoc-process-signature", _own_init_signature)
+
+
+def _own_init_signature(app: Sphinx, what: str, name: str, obj, options, signature, return_annotation):
+    """``autodoc-process-signature``: a class on a mocked base (``nn.Module``) shows its own ``__init__``'s arguments.
+
+    The mock's ``__new__(*args, **kwargs)`` would otherwise be taken for the class's signature.
+    """
+    import inspect
+
+    if what != "class" or "__init__" not in vars(obj) or not getattr(obj, "__sphinx_mock__", False):
+        return None
+    params = list(inspect.signature(obj.__init__).parameters.values())[1:]  # without self
+    if app.config.autodoc_typehints not in ("signature", "both"):  # the book puts type hints in the description
+        params = [p.replace(annotation=inspect.Parameter.empty) for p in params]
+    return str(inspect.Signature(params)), return_annotation
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("config-inited", _mock_heavy_imports)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("missing-reference", _resolve_reexports)
     app.connect("doctree-read", _link_first_mentions)
