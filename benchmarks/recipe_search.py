@@ -73,7 +73,7 @@ def run(args) -> dict:
         model = recipe.model()
         optimizer = recipe.optimizer(model)
         trainer = Trainer(model, optimizer, recipe.loss(), device=device, precision="auto", channels_last=True,
-                          metrics={"accuracy": accuracy}, progress=False,
+                          metrics={"accuracy": accuracy}, progress="epochs",  # one line an epoch, to watch a long proxy
                           callbacks=[LRSchedule(recipe.schedule(optimizer, len(train)), "batch")])
         tic = time.perf_counter()
         history = trainer.fit(train, val, epochs=recipe.epochs)
