@@ -85,7 +85,7 @@ class ResultRole(SphinxRole):
             return self._fail(f"{{result}}`{self.text}`: {chapter} recorded no {key!r} (it recorded: {known})")
         ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=f"/{CHAPTERS}/{chapter}",
                                     refexplicit=True, refwarn=True)
-        from dlbook.notebook import format_recorded
+        from dlbook.notebook import format_recorded  # here, not at the top: after _mock_heavy_imports has run
 
         ref += nodes.inline(text=format_recorded(key, results[key]), classes=["dlbook-result"])
         return [ref], []
@@ -164,7 +164,7 @@ class ChapterNeeds(SphinxDirective):
     """``{chapter-needs}``: what each chapter's full-budget run took, from the committed notebooks."""
 
     def run(self):
-        from dlbook.notebook import format_duration
+        from dlbook.notebook import format_duration  # here, not at the top: after _mock_heavy_imports has run
 
         for path in sorted((Path(self.env.srcdir) / CHAPTERS).glob("*.ipynb")):
             self.env.note_dependency(str(path))
