@@ -213,3 +213,24 @@ def test_serverless_handler_answers_like_the_service(text_bundle, monkeypatch):
     assert handler({"body": {"text": ""}})["statusCode"] == 422
     assert handler({"body": '{"image": [NaN]}'})["statusCode"] == 422
     assert handler({"body": {"words": "x"}})["statusCode"] == 422
+
+
+def test_dynamic_int8_weights_use_7_bits_unless_asked(tmp_path):
+    """reduce_range: 7-bit weights avoid AVX2's saturating VPMADDUBSW on CPUs without VNNI (see the docstring)."""
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4)).eval()
+    path = export_onnx(mlp, (torch.randn(2, 32),), tmp_path / "mlp.onnx", input_names=["x"],
+                       dynamic={"x": {0: "batch"}}, dynamo=False)
+
+    def int8_weight_range(model_path):
+        values = [numpy_helper.to_array(t) for t in onnx.load(model_path).graph.initializer if t.data_type == 3]
+        assert values, "no int8 weights in the quantised graph"
+        return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
+
+    low, high = int8_weight_range(quantize_dynamic_onnx(path, tmp_path / "q7.onnx"))
+    assert -64 <= low and high <= 64 and high - low > 64   # 7 bits, and used
+    low, high = int8_weight_range(quantize_dynamic_onnx(path, tmp_path / "q8.onnx", reduce_range=False))
+    assert low < -64 or high > 64                          # the full 8 bits

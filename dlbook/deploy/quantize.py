@@ -44,8 +44,16 @@ def _preprocess(src: Path, dst: Path, symbolic: bool) -> None:
 
 
 def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike,
-                          op_types: tuple[str, ...] = ("MatMul", "Gemm", "LSTM")) -> Path:
+                          op_types: tuple[str, ...] = ("MatMul", "Gemm", "LSTM"), *, reduce_range: bool = True) -> Path:
     """Dynamic int8: int8 weights for ``op_types``, activations quantised per call.
+
+    ``reduce_range`` (default) stores the weights in 7 bits. ONNX Runtime multiplies uint8
+    activations by int8 weights with AVX2's ``VPMADDUBSW`` on x86 CPUs without VNNI, and that
+    instruction saturates its 16-bit pair sums when both operands use the full 8 bits. Measured on
+    a 2-core AVX2-only AMD EPYC (2026-12-02), a BiLSTM's int8 logits differed from float32 by up to
+    0.071 with 8-bit weights and by 0.004 with 7-bit weights. The file may be served on any CPU,
+    whatever the CPU that quantised it, so 7 bits is the safe default. With VNNI,
+    ``reduce_range=False`` keeps one more bit of weight precision.
 
     Example:
         >>> quantize_dynamic_onnx("bilstm.onnx", "bilstm_int8.onnx")   # doctest: +SKIP
@@ -58,7 +66,8 @@ def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike,
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         _preprocess(src, pre, symbolic=False)
-        quantize_dynamic(str(pre), str(dst), op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(pre), str(dst), op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8,
+                         reduce_range=reduce_range)
     return dst
 
 
