@@ -17,18 +17,20 @@ NB     ?= chapters/*.ipynb
 
 .PHONY: book test unit notebook bench bench-quick student clean
 
+# $(call install,VENV_DIR,REQUIREMENTS): make the environment if missing, install the pins, stamp it
+define install
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q -r $(2)
+	touch $(1)/.installed
+endef
+
 $(STAMP): requirements.txt requirements-book.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	touch $(STAMP)
+	$(call install,$(VENV),requirements.txt)
 
 # the book renders committed outputs, so it needs only its toolchain (dlbook's heavy imports are mocked)
 $(BOOK_STAMP): requirements-book.txt
-	test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
-	$(BOOK_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BOOK_VENV)/bin/python -m pip install -q -r requirements-book.txt
-	touch $(BOOK_STAMP)
+	$(call install,$(BOOK_VENV),requirements-book.txt)
 
 book: $(BOOK_STAMP)
 	$(BOOK_VENV)/bin/jupyter-book build . --all --warningiserror --nitpick --keep-going
