@@ -38,7 +38,7 @@ import torch
 from _common import parser, pick_device, run_and_write, start
 from dlbook.data import TensorLoader, load_cifar10, stratified_split
 from dlbook.metrics import accuracy
-from dlbook.recipes.cifar10 import FAST, FIRST, PAGE, TTA_CHOICES, tta_views
+from dlbook.recipes.cifar10 import FAST, FIRST, PAGE, TTA_CHOICES, search_tables, tta_views
 from dlbook.train import LRSchedule, Trainer, predict, seed_everything
 
 CANDIDATES = {
@@ -62,7 +62,7 @@ def run(args) -> dict:
     x, y, x_val, y_val = images[subset], labels[subset], images[val_idx], labels[val_idx]
     result = start("recipe_search", "candidate 4.1 recipes ranked on validation by a short proxy run", device,
                    subset=len(subset), epochs=args.epochs, candidates=args.candidates, seed=args.seed,
-                   quick=args.quick)
+                   val_size=len(val_idx), quick=args.quick)
     result["candidates"] = {}
     for name in args.candidates:
         recipe = CANDIDATES[name].replace(epochs=args.epochs, **({"batch_size": 32} if args.quick else {}))
@@ -91,14 +91,7 @@ def run(args) -> dict:
 
 
 def report(result: dict) -> str:
-    s = result["settings"]
-    lines = [f"recipe search on {result['machine']['device']}: {s['epochs']} epochs on {s['subset']:,} training "
-             f"images, scored on validation (seed {s['seed']})",
-             f"{'candidate':14s} {'no TTA':>7s} {'flips':>7s} {'flips+shifts':>13s} {'train s':>8s}"]
-    for name, c in result["candidates"].items():
-        v = c["val_accuracy"]
-        lines.append(f"{name:14s} {v['none']:7.2%} {v['flip']:7.2%} {v['flip+translate']:13.2%} {c['train_s']:8.0f}")
-    return "\n".join(lines)
+    return search_tables([result], keep_quick=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,9 @@ import pytest
 
 from dlbook.deploy import container
 from dlbook.deploy.process import free_port
+from dlbook.deploy.runtime import encode_image
 
-from test_deploy_service import make_bundles, png, pixels
+from test_deploy_service import make_bundles, pixels
 
 SKIP = container.podman_available() or (None if os.geteuid() == 0 else "podman here runs rootful: run as root")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(SKIP is not None, reason=f"container test skipped: {SKIP}")]
@@ -32,7 +33,7 @@ def test_container_builds_runs_as_non_root_and_serves(tmp_path):
         assert seconds < 120
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}
-        response = httpx.post(url + "/predict", content=png(pixels(5)), headers={"content-type": "image/png"})
+        response = httpx.post(url + "/predict", content=encode_image(pixels(5)), headers={"content-type": "image/png"})
         assert response.status_code == 200 and response.json()["model"] == "tiny-vgg"
         bad = httpx.post(url + "/predict", json={"text": "good"})  # the container serves the image model only
         assert bad.status_code == 422 and "no text model" in bad.json()["detail"]

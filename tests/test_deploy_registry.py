@@ -6,13 +6,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from test_deploy_service import make_bundles, pixels, png
+from test_deploy_service import make_bundles, pixels
 
 from dlbook.deploy.export import export_onnx
 from dlbook.deploy.predlog import PredictionLog
 from dlbook.deploy.process import running_service
 from dlbook.deploy.registry import CHAMPION, PREVIOUS, Registry, RegistryError
-from dlbook.deploy.runtime import write_bundle
+from dlbook.deploy.runtime import encode_image, write_bundle
 from dlbook.models.vgg import VGG, VGGConfig
 
 pytestmark = pytest.mark.slow  # MLflow's first open of a SQLite database runs its migrations (seconds)
@@ -57,7 +57,7 @@ def test_registry_versions_aliases_and_rollback(setup, tmp_path):
 def test_service_picks_up_a_new_alias_rolls_back_and_keeps_serving_through_bad_entries(setup):
     root, reg, v1, v2 = setup
     reg.promote(v1.version)
-    image = png(pixels(5))
+    image = encode_image(pixels(5))
     headers = {"content-type": "image/png"}
     with running_service([], "--registry", str(reg.root), "--log-db", str(root / "log.db"), "--log-inputs",
                          "--threads", "1") as url:

@@ -4,7 +4,6 @@ Tiny models (a VGG-11 with 1/8 of the channels, a BiLSTM of a few thousand weigh
 to ONNX once per session; the service runs them with ONNX Runtime and no torch.
 """
 
-import io
 import json
 import subprocess
 import sys
@@ -13,13 +12,12 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dlbook.data.text import Vocab, tokenize
 from dlbook.deploy.export import PaddingFreeRNN, export_onnx, save_text_spec
 from dlbook.deploy.loadtest import check_metrics, run_load, scrape
 from dlbook.deploy.process import PACKAGE_ROOT, running_service
-from dlbook.deploy.runtime import Predictor, write_bundle
+from dlbook.deploy.runtime import Predictor, decode_image, encode_image, write_bundle
 from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from dlbook.models.vgg import VGG, VGGConfig
 
@@ -57,12 +55,6 @@ def url(bundles):
         yield base
 
 
-def png(array, fmt="PNG"):
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
 def pixels(seed=0, shape=(32, 32, 3)):
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
@@ -71,14 +63,30 @@ def post(url, **kwargs):
     return httpx.post(url + "/predict", timeout=30, **kwargs)
 
 
+def test_encode_image_round_trips_through_decode_image_and_rejects_what_the_service_would():
+    rgb, grey = pixels(3), pixels(4, (28, 28))
+    assert (decode_image(encode_image(rgb)) == rgb).all()
+    assert (decode_image(encode_image(torch.from_numpy(rgb))) == rgb).all()          # a CPU tensor, (H, W, C)
+    assert (decode_image(encode_image(grey))[:, :, 0] == grey).all()
+    assert (decode_image(encode_image(grey[:, :, None])) == grey[:, :, None]).all()  # (H, W, 1) is grey
+    jpeg = decode_image(encode_image(rgb, "jpeg"))
+    assert jpeg.shape == rgb.shape and encode_image(rgb, "JPEG")[:2] == b"\xff\xd8"
+    with pytest.raises(ValueError, match="uint8"):
+        encode_image(rgb.astype(np.float32) / 255)
+    with pytest.raises(ValueError, match=r"permute\(1, 2, 0\)"):
+        encode_image(torch.from_numpy(rgb).permute(2, 0, 1))                       # (C, H, W) needs permuting
+    with pytest.raises(ValueError, match="PNG or JPEG"):
+        encode_image(rgb, "GIF")
+
+
 def test_image_prediction_equals_eager_model(url, bundles):
     _, _, vgg, _, _ = bundles
     img = pixels(1)
     x = (torch.from_numpy(img).float() / 255 - torch.tensor([0.5, 0.4, 0.3])) / 0.25  # (H, W, C)
     with torch.no_grad():
         want = torch.softmax(vgg(x.permute(2, 0, 1)[None]), dim=1)[0]  # (C, H, W) -> (1, C, H, W)
-    for response in (post(url, content=png(img), headers={"content-type": "image/png"}),
-                     post(url, files={"file": ("x.png", png(img), "image/png")}),
+    for response in (post(url, content=encode_image(img), headers={"content-type": "image/png"}),
+                     post(url, files={"file": ("x.png", encode_image(img), "image/png")}),
                      post(url, json={"image": img.tolist()})):
         assert response.status_code == 200, response.text
         body = response.json()
@@ -89,7 +97,7 @@ def test_image_prediction_equals_eager_model(url, bundles):
 
 
 def test_jpeg_upload_is_served(url):
-    response = post(url, content=png(pixels(2), "JPEG"), headers={"content-type": "image/jpeg"})
+    response = post(url, content=encode_image(pixels(2), "JPEG"), headers={"content-type": "image/jpeg"})
     assert response.status_code == 200 and response.json()["class"] in CLASSES
 
 
@@ -120,8 +128,10 @@ BAD = {  # name: (request keyword arguments, expected status, words the message 
     "undecodable image": (dict(content=b"\x89PNG not really", headers={"content-type": "image/png"}), 422, "decoded"),
     "empty image": (dict(content=b"", headers={"content-type": "image/png"}), 422, "empty"),
     "gif image": (dict(content=b"GIF89a" + b"\0" * 40, headers={"content-type": "image/png"}), 422, "decoded"),
-    "wrong size": (dict(content=png(pixels(0, (28, 28, 3))), headers={"content-type": "image/png"}), 422, "28x28"),
-    "wrong channels": (dict(content=png(pixels(0, (32, 32))), headers={"content-type": "image/png"}), 422, "channel"),
+    "wrong size": (dict(content=encode_image(pixels(0, (28, 28, 3))), headers={"content-type": "image/png"}),
+                   422, "28x28"),
+    "wrong channels": (dict(content=encode_image(pixels(0, (32, 32))), headers={"content-type": "image/png"}),
+                       422, "channel"),
     "array wrong shape": (dict(json={"image": [[1, 2], [3, 4]]}), 422, "3 dimensions"),
     "array wrong channels": (dict(json={"image": pixels(0, (32, 32, 1)).tolist()}), 422, "channel"),
     "array out of range": (dict(json={"image": (pixels(0).astype(int) + 300).tolist()}), 422, "[0, 255]"),

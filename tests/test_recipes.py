@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dlbook.data import Cutout, RandomCrop
-from dlbook.recipes.cifar10 import FAST, FIRST, VGGRecipe, epochs_for_budget, images_per_second, translate, tta_views
+from dlbook.recipes.cifar10 import (FAST, FIRST, VGGRecipe, epochs_for_budget, images_per_second, search_tables,
+                                    translate, tta_views)
 
 
 def test_fast_builds_a_linear_head_with_scaled_logits_and_first_the_dropout_head():
@@ -83,3 +84,35 @@ def test_images_per_second_times_the_recipes_model():
 def test_as_dict_is_plain_values():
     d = FIRST.as_dict()
     assert d["hidden"] == [512] and d["peak_lr"] == 0.1 and isinstance(d["notes"], str)
+
+
+def _search_run(date, epochs, subset, candidates, quick=False, load=(0.5, 2.0)):
+    return {"date": date, "machine": {"device": "CPU (2 cores)"}, "load_average_before": [load[0]],
+            "load_average_after": [load[1]],
+            "settings": {"epochs": epochs, "subset": subset, "seed": 0, "quick": quick, "val_size": 5000},
+            "candidates": {name: {"train_s": 100.0, "val_accuracy": {"none": acc, "flip": acc + 0.01,
+                                                                     "flip+translate": acc}}
+                           for name, acc in candidates.items()}}
+
+
+def test_search_tables_keep_each_proxy_apart_and_leave_quick_runs_out():
+    runs = [_search_run("2026-12-02 21:10 UTC", 16, 15000, {"page+pad2": 0.85}),
+            _search_run("2026-12-02 02:31 UTC", 3, 20000, {"page": 0.68, "page+pad2": 0.70}),
+            _search_run("2026-12-02 21:45 UTC", 16, 15000, {"page": 0.86}, load=(0.1, 1.9)),
+            _search_run("2026-12-02 22:00 UTC", 1, 256, {"page": 0.20}, quick=True)]
+    short, long = search_tables(runs).split("\n\n")
+    assert "proxy: 3 epochs on 20,000" in short and "+2.00" in short and "16 epochs" not in short
+    assert "proxy: 16 epochs on 15,000" in long and "load 0.1 before and 1.9 after" in long
+    assert long.index("21:10 UTC") < long.index("21:45 UTC")   # the files of one search, oldest first
+    row = next(line for line in long.splitlines() if line.startswith("page+pad2"))
+    assert row.split()[1:3] == ["85.00%", "-1.00"]             # against page, from the other file
+    assert "256" not in search_tables(runs) and "proxy: 1 epoch on 256" in search_tables(runs, keep_quick=True)
+
+
+def test_search_tables_without_the_baseline_or_any_run():
+    table = search_tables([_search_run("2026-12-02 21:10 UTC", 16, 15000, {"page+cutout8": 0.87})])
+    assert "vs page" not in table and "87.00%" in table and "near 87%" in table
+    assert search_tables([]) == "no recipe search results (quick runs are left out)"
+    unfinished = _search_run("2026-12-02 21:10 UTC", 16, 15000, {"page": 0.87})
+    del unfinished["load_average_after"]                        # the script reports before it adds this
+    assert "load 0.5 before\n" in search_tables([unfinished])

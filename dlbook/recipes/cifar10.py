@@ -206,6 +206,60 @@ def images_per_second(recipe: VGGRecipe, images: torch.Tensor, labels: torch.Ten
                       device=device)
 
 
+
+def search_tables(runs: list[dict], baseline: str = "page", *, keep_quick: bool = False) -> str:
+    """The recipe search's results as text: one table for each proxy setting, quick runs left out.
+
+    ``runs`` are the JSON documents ``benchmarks/recipe_search.py`` writes. Files that share a
+    proxy (training subset, epochs, seed) are one search, shown as one table, so a short search
+    and a long one stay apart: a recipe's rank can change with the length of the schedule. Each
+    table says when and where its files ran, with the load before and after, and gives every
+    candidate's validation accuracy (no test-time views, flips, flips and shifts), its points
+    against ``baseline`` where the search ran it, and the standard error of the validation
+    accuracy, so that a difference can be read against it. ``keep_quick`` keeps the runs of
+    ``--quick`` (tiny sizes that only check the script), which are otherwise left out.
+
+    Example:
+        >>> run = {"date": "2026-12-02 02:31 UTC", "machine": {"device": "CPU"},
+        ...        "settings": {"subset": 20000, "epochs": 3, "seed": 0, "quick": False, "val_size": 5000},
+        ...        "load_average_before": [0.7], "load_average_after": [2.5],
+        ...        "candidates": {"page": {"train_s": 449.0, "val_accuracy":
+        ...                                {"none": 0.68, "flip": 0.69, "flip+translate": 0.68}}}}
+        >>> print(search_tables([run]).splitlines()[1])
+        proxy: 3 epochs on 20,000 training images, seed 0, scored on the 5,000 validation images
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: r["date"]):
+        s = run["settings"]
+        if keep_quick or not s.get("quick"):
+            groups.setdefault((s["epochs"], s["subset"], s["seed"]), []).append(run)
+    if not groups:
+        return "no recipe search results (quick runs are left out)"
+    tables = []
+    for (epochs, subset, seed), group in sorted(groups.items()):
+        n_val = group[0]["settings"].get("val_size", 5000)
+        lines = [f"{r['date']}: {', '.join(r['candidates'])} on {r['machine']['device']}, load "
+                 f"{r['load_average_before'][0]} before"
+                 + (f" and {r['load_average_after'][0]} after" if "load_average_after" in r else "")  # not yet: a report
+                 for r in group]
+        lines.append(f"proxy: {epochs} epoch{'s' * (epochs != 1)} on {subset:,} training images, seed {seed}, scored on the "
+                     f"{n_val:,} validation images")
+        candidates = {name: c for r in group for name, c in r["candidates"].items()}
+        base = candidates[baseline]["val_accuracy"]["none"] if baseline in candidates else None
+        lines.append(f"{'candidate':14s} {'val, no TTA':>12s} {'vs ' + baseline if base is not None else '':>8s} "
+                     f"{'flips':>7s} {'flips+shifts':>13s} {'train s':>8s}")
+        for name, c in candidates.items():
+            v = c["val_accuracy"]
+            versus = f"{100 * (v['none'] - base):+8.2f}" if base is not None else " " * 8
+            lines.append(f"{name:14s} {v['none']:12.2%} {versus} {v['flip']:7.2%} {v['flip+translate']:13.2%} "
+                         f"{c['train_s']:8.0f}")
+        mid = base if base is not None else sum(c["val_accuracy"]["none"] for c in candidates.values()) / len(candidates)
+        note = f"vs {baseline}: points of validation accuracy, no TTA; " if base is not None else ""
+        lines.append(f"({note}one seed each. The standard error of an accuracy near {mid:.0%} on {n_val:,} images "
+                     f"is {100 * (mid * (1 - mid) / n_val) ** 0.5:.2f} points.)")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
 #: Chapter 4.1's first recipe, kept for comparison.
 FIRST = VGGRecipe(epochs=20, peak_lr=0.1, warmup=0.25, label_smoothing=0.1, hidden=(512,), dropout=0.5,
                   logit_scale=1.0, crop_padding=4, tta="flip",
@@ -220,4 +274,4 @@ FAST = PAGE.replace(crop_padding=2, notes="PAGE with airbench's 2-pixel translat
                                           "benchmarks/recipe_search.py")
 
 __all__ = ["FAST", "FIRST", "PAGE", "TTA_CHOICES", "VGGRecipe", "epochs_for_budget", "images_per_second",
-           "translate", "tta_views"]
+           "search_tables", "translate", "tta_views"]
