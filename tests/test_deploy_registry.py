@@ -13,6 +13,7 @@ from dlbook.deploy.predlog import PredictionLog
 from dlbook.deploy.process import running_service
 from dlbook.deploy.registry import CHAMPION, PREVIOUS, Registry, RegistryError
 from dlbook.deploy.runtime import encode_image, write_bundle
+from dlbook.deploy.serve import admin_refusal
 from dlbook.models.vgg import VGG, VGGConfig
 
 pytestmark = pytest.mark.slow  # MLflow's first open of a SQLite database runs its migrations (seconds)
@@ -93,6 +94,31 @@ def test_service_picks_up_a_new_alias_rolls_back_and_keeps_serving_through_bad_e
     assert [(r["request_id"], r["version"]) for r in rows] == [("a-1", "1"), ("a-2", "2"), ("a-3", "1"), ("a-4", "1")]
     assert rows[0]["input"] == image and rows[0]["confidence"] == pytest.approx(probs(first).max(), abs=1e-6)
     reg.promote(v1.version)
+
+
+def test_reload_needs_the_operator_token_when_the_service_has_one(setup):
+    _, reg, v1, _ = setup
+    reg.promote(v1.version)
+    with running_service([], "--registry", str(reg.root), "--threads", "1", env={"DLBOOK_ADMIN_TOKEN": "s3cret"}) as url:
+        reload = lambda **headers: httpx.post(url + "/admin/reload", headers=headers, timeout=120)
+        missing = reload()
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert "DLBOOK_ADMIN_TOKEN" in missing.json()["detail"]
+        assert reload(authorization="Bearer wrong").status_code == 403
+        assert reload(authorization="Basic s3cret").status_code == 401
+        assert reload(authorization="Bearer s3cret").json()["version"] == "1"
+        metrics = httpx.get(url + "/metrics").text
+        assert 'http_requests_total{endpoint="/admin/reload",method="POST",status="401"} 2.0' in metrics
+        assert 'model_reloads_total{result="ok"} 1.0' in metrics   # a refused request loads nothing
+
+
+def test_admin_refusal_without_a_token_lets_only_loopback_clients_reload():
+    assert admin_refusal(None, "127.0.0.1", None) is None and admin_refusal(None, "::1", None) is None
+    for host in ("10.88.0.1", "192.168.1.20", None, "testclient"):   # a container's gateway, a LAN, no address
+        status, message = admin_refusal(None, host, None)
+        assert status == 403 and "DLBOOK_ADMIN_TOKEN" in message
+    assert admin_refusal("Bearer s3cret", "10.88.0.1", "s3cret") is None   # with a token, any address
+    assert admin_refusal("Bearer s3cre", "127.0.0.1", "s3cret")[0] == 403  # and loopback needs it too
 
 
 def test_service_refuses_to_start_on_a_missing_champion(setup, tmp_path):

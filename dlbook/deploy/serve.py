@@ -13,8 +13,9 @@ Endpoints::
                         model reloads by result
     ``POST /admin/reload``  with ``--registry``: load the version the alias (``champion``) points to now and
                         swap it in without a restart; if it is missing or corrupt, answer 409 with the reason
-                        and keep serving the old model (bind the service to loopback or put this path behind
-                        authentication: it is an operator's endpoint)
+                        and keep serving the old model. An operator's endpoint: with ``DLBOOK_ADMIN_TOKEN``
+                        set in the service's environment it needs ``Authorization: Bearer <token>`` (401
+                        without, 403 with a wrong one); without a token it answers loopback clients only
 
 With ``--registry DIR`` the image model comes from a :class:`dlbook.deploy.registry.Registry` (MLflow,
 SQLite backend): the version its alias points to, with that registry version as the served version.
@@ -46,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
+import ipaddress
 import os
 import tempfile
 import time
@@ -79,6 +82,7 @@ class ServiceConfig:
     alias: str = "champion"  # MLflow alias, not a stage (stages are deprecated since MLflow 2.9)
     log_db: str | None = None  # a SQLite prediction log (dlbook.deploy.predlog), one row per answer
     log_inputs: bool = False  # keep each request body in the log, not only its SHA-256
+    admin_token: str | None = None  # DLBOOK_ADMIN_TOKEN: /admin/reload needs it (None: loopback clients only)
 
     def __post_init__(self) -> None:
         if not self.models and not self.registry:
@@ -86,6 +90,36 @@ class ServiceConfig:
         if self.max_body_bytes < 1 or self.timeout_s <= 0 or self.max_concurrent < 1:
             raise ValueError(f"limits must be positive: max_body_bytes={self.max_body_bytes}, "
                              f"timeout_s={self.timeout_s}, max_concurrent={self.max_concurrent}")
+
+
+def admin_refusal(authorization: str | None, client_host: str | None, token: str | None) -> tuple[int, str] | None:
+    """Why an ``/admin/reload`` request is refused, as ``(status, message)``, or None to let it through.
+
+    With a token, the request must send ``Authorization: Bearer <token>`` (compared in constant
+    time); without one, only a loopback client may reload, so that a service published on a
+    network port is not reloadable by anyone who can reach it.
+
+    Example:
+        >>> admin_refusal("Bearer s3cret", "10.0.0.7", "s3cret") is None
+        True
+        >>> admin_refusal(None, "10.0.0.7", None)[0]
+        403
+    """
+    if token:
+        scheme, _, sent = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not sent:
+            return 401, "send the operator token: Authorization: Bearer <the service's DLBOOK_ADMIN_TOKEN>"
+        if not hmac.compare_digest(sent.strip().encode(), token.encode()):
+            return 403, "wrong operator token (compare with the service's DLBOOK_ADMIN_TOKEN)"
+        return None
+    try:
+        loopback = client_host is not None and ipaddress.ip_address(client_host).is_loopback
+    except ValueError:  # not an IP address (a Unix socket, a test client)
+        loopback = False
+    if not loopback:
+        return 403, ("/admin/reload answers loopback clients only when the service has no operator token; "
+                     "start it with DLBOOK_ADMIN_TOKEN set and send Authorization: Bearer <token>")
+    return None
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -300,7 +334,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return JSONResponse(result, headers={"x-request-id": request_id})
 
     @app.post("/admin/reload")
-    async def reload():
+    async def reload(request: Request):
+        refusal = admin_refusal(request.headers.get("authorization"), request.client.host if request.client else None,
+                                config.admin_token)
+        if refusal is not None:
+            headers = {"www-authenticate": "Bearer"} if refusal[0] == 401 else None
+            return JSONResponse({"detail": refusal[1]}, status_code=refusal[0], headers=headers)
         if not config.registry:
             raise InputError(409, "this service serves fixed bundles; start it with --registry DIR to reload")
         old = state["models"].get("image")
@@ -354,7 +393,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServiceConfig, str, int]:
     if not a.model and not a.registry:
         parser.error("give --model DIR (repeatable) or --registry DIR")
     return ServiceConfig(tuple(a.model), a.max_body_bytes, a.timeout_s, a.max_concurrent, a.threads, a.registry,
-                         a.registered_model, a.alias, a.log_db, a.log_inputs), a.host, a.port
+                         a.registered_model, a.alias, a.log_db, a.log_inputs,
+                         os.environ.get("DLBOOK_ADMIN_TOKEN") or None), a.host, a.port
 
 
 def main(argv: list[str] | None = None) -> None:
