@@ -96,12 +96,12 @@ def report(result: dict) -> str:
     lines = [f"serving VGG-11 on {result['machine']['device']}: {s['model']}; {s['test_images']:,} test images, "
              f"{s['latency_calls']} timed batch-1 calls",
              f"{'variant':20s} {'first s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'img/s @64':>10s} {'MiB':>6s} "
-             f"{'accuracy':>9s} {'x batch 1':>10s}"]
+             f"{'accuracy':>9s} {'agree':>6s} {'x batch 1':>10s}"]
     for r in result["variants"]:
         size = f"{r['size (MiB)']:6.1f}" if r["size (MiB)"] is not None else f"{'-':>6s}"
         lines.append(f"{r['variant']:20s} {r['first call (s)']:8.1f} {r['batch-1 p50 (ms)']:8.2f} "
                      f"{r['batch-1 p99 (ms)']:8.2f} {r['batched (images/s)']:10.0f} {size} {r['accuracy']:9.4f} "
-                     f"{r['speedup_batch1']:9.2f}x")
+                     f"{r['agreement']:6.3f} {r['speedup_batch1']:9.2f}x")
     met = result["int8_speedup_batch1"] >= 2 and (not result["trained"] or result["int8_accuracy_drop_points"] <= 0.5)
     lines.append(f"int8 vs eager fp32 at batch 1: {result['int8_speedup_batch1']:.2f}x; accuracy drop "
                  f"{result['int8_accuracy_drop_points']:.2f} points"

@@ -9,7 +9,7 @@ from torch import nn
 from dlbook.data.text import Vocab, tokenize
 from dlbook.deploy.export import (OnnxModule, PaddingFreeRNN, check_exported, export_onnx, export_program,
                                   save_text_spec)
-from dlbook.deploy.quantize import file_size_mb, quantize_dynamic_onnx, quantize_static_onnx
+from dlbook.deploy.quantize import file_size_mb, int8_dot_product_instructions, quantize_dynamic_onnx, quantize_static_onnx
 from dlbook.deploy.serverless import handler, measure_cold_start
 from dlbook.deploy.textprep import TextEncoder
 from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
@@ -215,22 +215,48 @@ def test_serverless_handler_answers_like_the_service(text_bundle, monkeypatch):
     assert handler({"body": {"words": "x"}})["statusCode"] == 422
 
 
-def test_dynamic_int8_weights_use_7_bits_unless_asked(tmp_path):
-    """reduce_range: 7-bit weights avoid AVX2's saturating VPMADDUBSW on CPUs without VNNI (see the docstring)."""
+def _int8_weight_range(model_path):
     import onnx
     from onnx import numpy_helper
 
+    values = [numpy_helper.to_array(t) for t in onnx.load(model_path).graph.initializer if t.data_type == 3]
+    assert values, "no int8 weights in the quantised graph"
+    return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
+
+
+def test_dynamic_int8_weights_use_7_bits_unless_asked(tmp_path):
+    """reduce_range: 7-bit weights avoid AVX2's saturating VPMADDUBSW on CPUs without VNNI (see the docstring)."""
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4)).eval()
     path = export_onnx(mlp, (torch.randn(2, 32),), tmp_path / "mlp.onnx", input_names=["x"],
                        dynamic={"x": {0: "batch"}}, dynamo=False)
-
-    def int8_weight_range(model_path):
-        values = [numpy_helper.to_array(t) for t in onnx.load(model_path).graph.initializer if t.data_type == 3]
-        assert values, "no int8 weights in the quantised graph"
-        return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
-
-    low, high = int8_weight_range(quantize_dynamic_onnx(path, tmp_path / "q7.onnx"))
+    low, high = _int8_weight_range(quantize_dynamic_onnx(path, tmp_path / "q7.onnx"))
     assert -64 <= low and high <= 64 and high - low > 64   # 7 bits, and used
-    low, high = int8_weight_range(quantize_dynamic_onnx(path, tmp_path / "q8.onnx", reduce_range=False))
+    low, high = _int8_weight_range(quantize_dynamic_onnx(path, tmp_path / "q8.onnx", reduce_range=False))
     assert low < -64 or high > 64                          # the full 8 bits
+
+
+def test_static_int8_weights_use_7_bits_unless_asked(tmp_path):
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 10)).eval()
+    path = export_onnx(cnn, (torch.zeros(2, 3, 8, 8),), tmp_path / "cnn.onnx", input_names=["images"],
+                       dynamic={"images": {0: "batch"}}, dynamo=False)
+    calibration = [torch.randn(16, 3, 8, 8).numpy()]
+    low, high = _int8_weight_range(quantize_static_onnx(path, tmp_path / "q7.onnx", calibration))
+    assert -64 <= low and high <= 64 and high - low > 64
+    low, high = _int8_weight_range(quantize_static_onnx(path, tmp_path / "q8.onnx", calibration, reduce_range=False))
+    assert low < -64 or high > 64
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16 amx_int8", "AMX-INT8"),
+    ("fpu sse2 avx2 avx512f avx512_vnni", "AVX-512 VNNI"),
+    ("fpu sse2 avx2 avx_vnni", "AVX-VNNI"),
+    ("fpu sse2 avx2 fma", "AVX2"),
+    ("fp asimd evtstrm", None),                 # an Arm CPU
+])
+def test_int8_dot_product_instructions_read_the_cpu_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert int8_dot_product_instructions(cpuinfo) == expected
+    assert int8_dot_product_instructions(tmp_path / "missing") is None   # not Linux: unknown, not an error

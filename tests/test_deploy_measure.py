@@ -1,4 +1,4 @@
-"""dlbook.deploy.measure.compare_variants: one row per variant, accuracy that sees a wrong variant, clear errors."""
+"""dlbook.deploy.measure.compare_variants: one row per variant, accuracy and agreement that see a wrong variant, clear errors."""
 
 import pytest
 import torch
@@ -30,6 +30,7 @@ def test_rows_measure_every_variant_and_accuracy_tells_them_apart(tmp_path):
                             singles, batches, batches, throughput_steps=2, warmup=2)
     assert [r["variant"] for r in rows] == ["eager fp32", "broken"]
     assert rows[0]["accuracy"] == 1.0 and rows[1]["accuracy"] < 0.5
+    assert rows[0]["agreement"] == 1.0 and rows[1]["agreement"] == rows[1]["accuracy"]  # labels = the model's answers
     assert rows[0]["size (MiB)"] > 0 and rows[1]["size (MiB)"] is None
     for r in rows:
         assert r["batch-1 p50 (ms)"] > 0 and r["batch-1 p99 (ms)"] >= r["batch-1 p50 (ms)"]

@@ -13,6 +13,9 @@ call :func:`compare_variants`, so the two measure the same thing in the same way
 * **Size** of the file the variant is served from, and **accuracy** on a loader's labelled
   batches through :func:`dlbook.train.predict`, so a faster variant that changed the
   answers shows it.
+* **Agreement**: the share of those inputs on which the variant's top class equals the first
+  variant's (the reference, eager fp32). Two variants can have the same accuracy and still
+  disagree on many inputs; agreement shows how far a variant changed the model's answers.
 
 Example:
     >>> from torch import nn
@@ -75,7 +78,8 @@ def compare_variants(variants: Mapping[str, Variant], singles: Sequence[torch.Te
 
     Returns:
         Rows with ``"variant"``, ``"first call (s)"``, ``"batch-1 p50 (ms)"``, ``"batch-1 p99 (ms)"``,
-        ``"batched (images/s)"``, ``"size (MiB)"`` (None without a file) and ``"accuracy"``.
+        ``"batched (images/s)"``, ``"size (MiB)"`` (None without a file), ``"accuracy"`` and
+        ``"agreement"`` (with the first variant's top class; 1.0 for the first).
     """
     if not variants:
         raise ValueError("no variants to compare: pass {name: Variant(module)}")
@@ -83,6 +87,7 @@ def compare_variants(variants: Mapping[str, Variant], singles: Sequence[torch.Te
         raise ValueError(f"{len(singles)} single inputs leave none to time after warmup={warmup}; pass more")
     rows, batches = [], forever(batches)
     first_batch = next(batches)[0]
+    reference = None  # the first variant's top classes, for the agreement column
     for name, v in variants.items():
         dtype = autocast_dtype(torch.device("cpu"), v.precision)
 
@@ -96,10 +101,16 @@ def compare_variants(variants: Mapping[str, Variant], singles: Sequence[torch.Te
         latency = time_each(call, singles, warmup=warmup)
         per_second = throughput(lambda batch: call(batch[0]), batches, steps=throughput_steps, warmup=1)
         outputs, targets = predict(v.module, loader, device="cpu", precision=v.precision)
+        top = outputs.argmax(1)
+        reference = top if reference is None else reference
+        if len(top) != len(reference):
+            raise ValueError(f"variant {name!r} scored {len(top)} inputs and the first {len(reference)}; "
+                             "pass a loader that yields the same batches each time it is iterated")
         rows.append({"variant": name, "first call (s)": first_s, "batch-1 p50 (ms)": latency.p50_ms,
                      "batch-1 p99 (ms)": latency.p99_ms, "batched (images/s)": per_second,
                      "size (MiB)": file_size_mb(v.file) if v.file is not None and Path(v.file).exists() else None,
-                     "accuracy": float((outputs.argmax(1) == targets).float().mean())})
+                     "accuracy": float((top == targets).float().mean()),
+                     "agreement": float((top == reference).float().mean())})
     return rows
 
 
