@@ -78,11 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     for script, title, extra in BENCHMARKS:
         if args.only is not None and script not in args.only:
             continue
-        if not (HERE / f"{script}.py").exists():
-            results[script] = (f"Not measured yet: `benchmarks/{script}.py` does not exist. It will reuse chapter "
-                               "2.4's measurement code (`dlbook.deploy`) once that chapter lands.")
-            print(f"--- {script}: skipped (no script yet)", flush=True)
-            continue
         json_path = out_dir / f"{script}-{stamp}.json"
         if script == "time_to_accuracy" and args.time_to_accuracy_tasks:
             extra = [*extra, "--tasks", *args.time_to_accuracy_tasks]
