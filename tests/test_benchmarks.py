@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _common  # noqa: E402
 from time_to_accuracy import accuracy_at, time_to  # noqa: E402
 
 
@@ -22,6 +23,14 @@ def test_time_to_accuracy_reads_the_first_epoch_at_the_threshold():
     assert time_to(curve, 0.95) is None
     assert accuracy_at(curve, 35.0) == 0.84   # the last epoch that ended within the time
     assert accuracy_at(curve, 5.0) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_emulated_bf16_rows_are_timed_for_one_round(monkeypatch, native):
+    monkeypatch.setattr(_common, "cpu_supports_bf16", lambda: native)
+    cpu = _common.torch.device("cpu")
+    assert _common.rounds_for("bf16", cpu, 4) == (4 if native else 1)
+    assert _common.rounds_for("fp32", cpu, 4) == 4 and _common.rounds_for("auto", cpu, 4) == 4
 
 
 @pytest.mark.slow
