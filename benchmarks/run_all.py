@@ -38,7 +38,8 @@ def markdown(results: dict[str, dict | str], quick: bool) -> str:
              "measured side by side in one run. See `benchmarks/README.md` for what each compares.", ""]
     if quick:
         lines += ["**Quick mode**: tiny sizes that check the scripts work. None of these numbers means anything.", ""]
-    first = next((r for r in results.values() if isinstance(r, dict)), None)
+    measured = [r for r in results.values() if isinstance(r, dict)]
+    first = next((r for r in measured if not r.get("kept")), measured[0] if measured else None)
     if first:
         m = first["machine"]
         versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
@@ -53,10 +54,30 @@ def markdown(results: dict[str, dict | str], quick: bool) -> str:
         if isinstance(r, str):
             lines += [r, ""]
             continue
+        if r.get("kept"):
+            lines += ["Kept from an earlier run (`--only ... --keep-earlier`): this run did not measure it again.", ""]
+        if first and (r["machine"]["cpu"], r["machine"]["device"]) != (first["machine"]["cpu"],
+                                                                       first["machine"]["device"]):
+            lines += [f"Measured on another machine: {r['machine']['device']}, {r['machine']['cpu']}.", ""]
         lines += [f"Claim: {r['claim']}.", "",
                   f"Run {r['date']}; load average before {r['load_average_before']}, after {r['load_average_after']} "
                   f"(on {r['machine']['cpus']} CPUs). JSON: `{r['path']}`.", "", "```text", r["report"], "```", ""]
     return "\n".join(lines)
+
+
+def shown_path(path: Path) -> str:
+    """How RESULTS.md names a result file: relative to benchmarks/, or its bare name when it lies elsewhere."""
+    return str(path.relative_to(HERE)) if path.is_relative_to(HERE) else path.name
+
+
+def earlier_result(out_dir: Path, script: str) -> dict | None:
+    """The newest result ``script`` wrote into ``out_dir`` (by the date inside it), or None."""
+    found = []
+    for path in out_dir.glob(f"{script}-*.json"):
+        r = json.loads(path.read_text())
+        if r.get("benchmark") == script and "date" in r and "report" in r:
+            found.append({**r, "path": shown_path(path)})
+    return max(found, key=lambda r: r["date"], default=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-to-accuracy-tasks", nargs="+", default=None, metavar="TASK",
                    help="only these tasks of time_to_accuracy.py (its --tasks), e.g. lenet5 bilstm: the VGG-11 "
                         "runs take about 45 minutes each")
+    p.add_argument("--keep-earlier", action="store_true",
+                   help="with --only: fill the sections left out from each script's newest JSON in the out dir, "
+                        "marked as kept (to re-measure one figure without re-running the rest)")
     args = p.parse_args(argv)
+    if args.keep_earlier and args.only is None:
+        p.error("--keep-earlier goes with --only: without it every benchmark is measured again")
     if args.quick and args.out_dir is None:
         p.error("--quick writes nothing into the repository: pass --out-dir")
     out_dir = args.out_dir or HERE / "results"
@@ -77,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for script, title, extra in BENCHMARKS:
         if args.only is not None and script not in args.only:
+            if args.keep_earlier and (kept := earlier_result(out_dir, script)):
+                results[script] = {**kept, "kept": True}
             continue
         json_path = out_dir / f"{script}-{stamp}.json"
         if script == "time_to_accuracy" and args.time_to_accuracy_tasks:
@@ -88,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(script)
             results[script] = f"**Failed** (exit status {proc.returncode}); see the run's log."
             continue
-        results[script] = {**json.loads(json_path.read_text()),
-                           "path": str(json_path.relative_to(HERE)) if json_path.is_relative_to(HERE) else json_path.name}
+        results[script] = {**json.loads(json_path.read_text()), "path": shown_path(json_path)}
     target = (args.out_dir or HERE) / "RESULTS.md"
     target.write_text(markdown(results, args.quick))
     print(f"wrote {target}")

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _common  # noqa: E402
+import run_all  # noqa: E402
 from time_to_accuracy import accuracy_at, time_to  # noqa: E402
 
 
@@ -31,6 +32,29 @@ def test_emulated_bf16_rows_are_timed_for_one_round(monkeypatch, native):
     cpu = _common.torch.device("cpu")
     assert _common.rounds_for("bf16", cpu, 4) == (4 if native else 1)
     assert _common.rounds_for("fp32", cpu, 4) == 4 and _common.rounds_for("auto", cpu, 4) == 4
+
+
+def _result(script, date, cpu="EPYC"):
+    return {"benchmark": script, "claim": "c", "date": date, "report": f"{script} at {date}", "path": f"{script}.json",
+            "load_average_before": [0.1], "load_average_after": [2.0],
+            "machine": {"device": "CPU (2 cores)", "cpu": cpu, "cpus": 2, "threads": 2, "platform": "Linux",
+                        "versions": {"torch": "2.14.1"}}}
+
+
+def test_keep_earlier_takes_the_newest_result_by_its_date_and_says_so(tmp_path):
+    (tmp_path / "inference-2026-12-03.json").write_text(json.dumps(_result("inference", "2026-12-03 10:00 UTC")))
+    (tmp_path / "inference-cpu-2026-11-28.json").write_text(json.dumps(_result("inference", "2026-11-28 09:00 UTC")))
+    (tmp_path / "inference-old.json").write_text(json.dumps({"benchmark": "inference"}))  # no date: not a result
+    kept = run_all.earlier_result(tmp_path, "inference")
+    assert kept["date"].startswith("2026-12-03") and run_all.earlier_result(tmp_path, "smoke_budget") is None
+    page = run_all.markdown({"trainer_overhead": _result("trainer_overhead", "2026-12-04 08:00 UTC"),
+                             "inference": {**kept, "kept": True},
+                             "smoke_budget": _result("smoke_budget", "2026-12-01 08:00 UTC", cpu="Xeon")}, quick=False)
+    inference = page.split("## 4.")[1].split("## 5.")[0]
+    assert "Kept from an earlier run" in inference and "inference at 2026-12-03" in inference
+    assert "Kept from" not in page.split("## 4.")[0] and "Machine: CPU (2 cores), EPYC" in page
+    assert "Measured on another machine: CPU (2 cores), Xeon" in page.split("## 6.")[1]
+    assert "Not measured in this run" in page.split("## 1.")[1].split("## 2.")[0]
 
 
 @pytest.mark.slow
