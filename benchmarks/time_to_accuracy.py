@@ -314,6 +314,11 @@ def report(result: dict) -> str:
                                               f"{tt['max_s'] / 60:.1f}), {tt['reached']} seeds"
                                               if tt["median_s"] is not None else f"never ({tt['reached']})"))
         lines.append("  " + "; ".join(parts))
+    left_out = [task for task in TASKS if task not in result["tasks"]]
+    if left_out:
+        lines.append(f"  not run (--tasks left them out): {', '.join(left_out)}"
+                     + ("; so the comparison with the peer recipe is not measured" if "peer_comparison" not in result
+                        else ""))
     if "peer_comparison" in result:
         c = result["peer_comparison"]
         if c["dlbook_time_to_90_s"] is None:

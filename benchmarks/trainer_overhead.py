@@ -10,8 +10,13 @@ step, and read the loss for the log. The Trainer does that plus what it is for: 
 non-finite loss and gradient checks, the per-batch callbacks and the epoch record.
 
 The sides run in interleaved rounds (their order alternating), each round timing
-``--steps`` steps after ``--warmup`` untimed ones; the ratio compares medians and best
-rounds. Take the CPU lock, so no other book job overlaps the run::
+``--steps`` steps after ``--warmup`` untimed ones. The verdict reads the **paired**
+overhead: ``1 - trainer / bare`` within each round, whose two sides ran back to back,
+and its median over the rounds. On a shared VM the speed drifts by 20-30% from one
+half-minute to the next (VGG-11's bare loop ran at 85 to 134 images/s within one run on
+an AVX2 EPYC, 2026-12-03), which the ratio of the two sides' medians does not cancel and
+the paired ratio does; the report also gives that ratio, the best rounds' and the paired
+quartiles, so the scatter is in view. Take the CPU lock, so no other book job overlaps the run::
 
     flock /tmp/dlbook-cpu.lock python benchmarks/trainer_overhead.py results/trainer_overhead.json
 """
@@ -89,21 +94,28 @@ def run(args) -> dict:
                 print(f"{name:7s} round {r + 1}/{args.rounds}  {side:8s} {rate:9.1f} img/s", flush=True)
         med = {s: statistics.median(v) for s, v in rounds.items()}
         best = {s: max(v) for s, v in rounds.items()}
+        paired = [1 - t / b for b, t in zip(rounds["bare"], rounds["trainer"])]
+        quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
         result["models"][name] = {
             "steps_per_round": steps, "rounds": rounds, "median_images_per_s": med, "best_images_per_s": best,
             "overhead_median": 1 - med["trainer"] / med["bare"], "overhead_best": 1 - best["trainer"] / best["bare"],
+            "overhead_paired": paired, "overhead_paired_median": statistics.median(paired),
+            "overhead_paired_quartiles": [quartiles[0], quartiles[2]],
         }
     return result
 
 
 def report(result: dict) -> str:
     lines = [f"Trainer vs bare loop, {result['machine']['device']}, batch {result['settings']['batch_size']}, "
-             f"bf16 where native, channels-last; median (best) of {result['settings']['rounds']} interleaved rounds"]
+             f"bf16 where native, channels-last; median (best) of {result['settings']['rounds']} interleaved rounds; "
+             "overhead paired within each round: median [quartiles]; from the medians; from the best rounds"]
     for name, m in result["models"].items():
         med, best = m["median_images_per_s"], m["best_images_per_s"]
-        verdict = "meets" if m["overhead_median"] <= TARGET else "misses"
+        low, high = m["overhead_paired_quartiles"]
+        verdict = "meets" if m["overhead_paired_median"] <= TARGET else "misses"
         lines.append(f"  {name:7s} bare {med['bare']:8.1f} ({best['bare']:.1f}) img/s   Trainer {med['trainer']:8.1f} "
-                     f"({best['trainer']:.1f}) img/s   overhead {m['overhead_median']:+.1%} ({m['overhead_best']:+.1%}): "
+                     f"({best['trainer']:.1f}) img/s   overhead {m['overhead_paired_median']:+.1%} "
+                     f"[{low:+.1%}, {high:+.1%}]; {m['overhead_median']:+.1%}; {m['overhead_best']:+.1%}: "
                      f"{verdict} the {TARGET:.0%} target")
     return "\n".join(lines)
 
@@ -114,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256, help="chapter 4.1's batch size")
     p.add_argument("--steps", type=int, default=8, help="timed VGG-11 steps per round (LeNet-5: 5x)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (a noisy machine wants many)")
     args = p.parse_args(argv)
     if args.quick:
         args.batch_size, args.steps, args.warmup, args.rounds = 32, 2, 1, 1
