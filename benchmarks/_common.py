@@ -81,11 +81,17 @@ def rounds_for(precision: str, device: torch.device, rounds: int) -> int:
     (6.5 against 123 images/s, batch 256, on a 2-core AVX2-only AMD EPYC, idle, 2026-12-03),
     so a single round of a few steps takes minutes, each step tens of seconds: the scatter
     that more rounds would average out is a small share of that, and each extra round would
-    add a quarter of an hour. The report says which rows ran one round.
+    add 11 (``cifar10_pipeline``) to 17 minutes (``precision_layout``) there. The reports
+    mark such rows with :func:`one_round_mark`.
     """
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
         return 1
     return rounds
+
+
+def one_round_mark(timed_rounds: list, planned_rounds: int) -> str:
+    """The report's note on a row that :func:`rounds_for` timed for one round only ('' for the others)."""
+    return "   (1 round: bf16 emulated)" if len(timed_rounds) == 1 < planned_rounds else ""
 
 
 def start(name: str, claim: str, device: torch.device, **settings) -> dict:

@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from _common import (MODELS, check_sizes, cifar10_train, parser, pick_device, rounds_for, run_and_write, sgd_step,
-                     start, tensor_loader, timed_model)
+from _common import (MODELS, check_sizes, cifar10_train, one_round_mark, parser, pick_device, rounds_for,
+                     run_and_write, sgd_step, start, tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
 
 CONFIGS = [(precision, layout, mode) for mode in ("eager", "compile") for precision in ("fp32", "bf16")
@@ -93,8 +93,7 @@ def report(result: dict) -> str:
         lines.append(f"  {model_name}:")
         for key, rate in m["median_images_per_s"].items():
             extra = f"   compile {m['compile_s'][key]:.0f} s" if key in m["compile_s"] else ""
-            if len(m["rounds"][key]) == 1 < s["rounds"]:
-                extra += "   (1 round: bf16 emulated)"
+            extra += one_round_mark(m["rounds"][key], s["rounds"])
             lines.append(f"    {key:28s} {rate:9.1f}  {m['median_vs_fp32_eager'][key]:5.2f}x "
                          f"({m['best_vs_fp32_eager'][key]:.2f}x){extra}")
     return "\n".join(lines)
