@@ -11,6 +11,7 @@ every file, so ``run_all.py`` can put any of them into ``RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import datetime
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
+from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Normalize, RandomCrop, RandomHorizontalFlip,
                          TensorLoader, load_cifar10, to_float)
 from dlbook.models.lenet import LeNet5, LeNetConfig
 from dlbook.models.vgg import vgg11
@@ -55,6 +56,34 @@ def tensor_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, s
     """Chapter 4.1's pipeline: uint8 batches in memory, random crop (4-pixel padding) and flip, then normalise."""
     augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), to_float, Normalize(CIFAR10_MEAN, CIFAR10_STD)])
     return TensorLoader(images, labels, batch_size, shuffle=True, transform=augment, drop_last=True, seed=seed)
+
+
+def textbook_dataset(images: torch.Tensor, labels: torch.Tensor) -> CIFAR10Images:
+    """The classic dataset: one PIL image per item, per-image torchvision transforms."""
+    import torchvision.transforms as T
+
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    return CIFAR10Images(images, labels, transform)
+
+
+def textbook_loader(dataset: CIFAR10Images, batch_size: int, workers: int, seed: int):
+    """The classic loop: DataLoader worker processes fetch, transform and collate one image at a time."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                       drop_last=True, generator=torch.Generator().manual_seed(seed))
+
+
+class Batches:
+    """``n`` batches from an endless stream, as a loader the Trainer can run one epoch over."""
+
+    def __init__(self, stream, n: int):
+        self.stream, self.n = stream, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return itertools.islice(self.stream, self.n)
 
 
 def load_average() -> list[float] | None:

@@ -65,8 +65,9 @@ import torch
 from torch import nn
 
 from _common import (MODELS, check_sizes, one_round_mark, parser, pick_device, rounds_for, run_and_write, sgd_step,
+                     textbook_dataset, textbook_loader,
                      start, tensor_loader, timed_model)
-from dlbook.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, cifar10_source, load_cifar10
+from dlbook.data import cifar10_source, load_cifar10
 from dlbook.timing import forever, throughput
 from dlbook.train import autocast_dtype
 
@@ -88,21 +89,6 @@ CONFIGS = (
     Config("dlbook", "tensor", True, "auto"),
 )
 
-
-
-def textbook_dataset(images: torch.Tensor, labels: torch.Tensor) -> CIFAR10Images:
-    """The classic dataset: one PIL image per item, per-image torchvision transforms."""
-    import torchvision.transforms as T
-
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
-    return CIFAR10Images(images, labels, transform)
-
-
-def textbook_loader(dataset: CIFAR10Images, batch_size: int, workers: int, seed: int):
-    """The classic loop: DataLoader worker processes fetch, transform and collate one image at a time."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                       drop_last=True, generator=torch.Generator().manual_seed(seed))
 
 
 def measure(model: nn.Module, batches, config: Config, steps: int, warmup: int, device: torch.device) -> float:

@@ -23,7 +23,6 @@ quartiles, so the scatter is in view. Take the CPU lock, so no other book job ov
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import sys
 import time
@@ -31,25 +30,12 @@ import time
 import torch
 from torch import nn
 
-from _common import (MODELS, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start,
+from _common import (MODELS, Batches, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start,
                      tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
 from dlbook.train import Trainer
 
 TARGET = 0.03
-
-
-class Batches:
-    """``n`` batches from an endless stream, as a loader the Trainer can run one epoch over."""
-
-    def __init__(self, stream, n: int):
-        self.stream, self.n = stream, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        return itertools.islice(self.stream, self.n)
 
 
 def trainer_rate(model: nn.Module, stream, *, steps: int, warmup: int, device, batch_size: int) -> float:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _common  # noqa: E402
 import run_all  # noqa: E402
-from time_to_accuracy import accuracy_at, time_to  # noqa: E402
+from time_to_accuracy import accuracy_at, compare_with_peer, report, summarise, time_to  # noqa: E402
 
 
 def test_time_to_accuracy_reads_the_first_epoch_at_the_threshold():
@@ -24,6 +24,24 @@ def test_time_to_accuracy_reads_the_first_epoch_at_the_threshold():
     assert time_to(curve, 0.95) is None
     assert accuracy_at(curve, 35.0) == 0.84   # the last epoch that ended within the time
     assert accuracy_at(curve, 5.0) is None
+
+
+def test_the_peer_comparison_reads_both_curves_at_the_shorter_runs_end():
+    ours = {0: [(100.0, 0.80), (200.0, 0.91)], 1: [(110.0, 0.79), (220.0, 0.89)]}
+    peer = {0: [(150.0, 0.60), (300.0, 0.84)]}
+    tasks = {"vgg11": summarise("vgg11", ours), "peer": summarise("peer", peer)}
+    c = compare_with_peer(tasks)
+    assert c["equal_time_s"] == 200.0                       # dlbook seed 0's end: every run has an epoch by then
+    assert c["dlbook_accuracy_at_equal_time"] == pytest.approx(0.85)   # median of 0.91 and seed 1 at 110 s, 0.79
+    assert c["peer_accuracy_at_equal_time"] == 0.60 and c["peer_time_to_85_s"] is None
+    assert c["dlbook_time_to_90_s"] == 200.0 and c["peer_accuracy_at_that_time"] == 0.60
+    result = {"machine": {"device": "CPU"}, "settings": {"minutes": 5.0}, "tasks": tasks, "peer_comparison": c}
+    text = report(result)
+    assert "at equal time, 3.3 min" in text and "the peer 60.00%" in text and "the claim is met" in text
+    assert "took 3.5 min of the 5-min budget (70%" in text      # median of 200 and 220 s
+    tasks["vgg11"] = summarise("vgg11", {0: [(100.0, 0.80), (200.0, 0.875)]})
+    text = report({**result, "tasks": tasks, "peer_comparison": compare_with_peer(tasks)})
+    assert "its best epoch: 87.50%, 2.50 points short): the claim is not met" in text
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -45,16 +63,52 @@ def test_keep_earlier_takes_the_newest_result_by_its_date_and_says_so(tmp_path):
     (tmp_path / "inference-2026-12-03.json").write_text(json.dumps(_result("inference", "2026-12-03 10:00 UTC")))
     (tmp_path / "inference-cpu-2026-11-28.json").write_text(json.dumps(_result("inference", "2026-11-28 09:00 UTC")))
     (tmp_path / "inference-old.json").write_text(json.dumps({"benchmark": "inference"}))  # no date: not a result
-    kept = run_all.earlier_result(tmp_path, "inference")
-    assert kept["date"].startswith("2026-12-03") and run_all.earlier_result(tmp_path, "smoke_budget") is None
-    page = run_all.markdown({"trainer_overhead": _result("trainer_overhead", "2026-12-04 08:00 UTC"),
-                             "inference": {**kept, "kept": True},
-                             "smoke_budget": _result("smoke_budget", "2026-12-01 08:00 UTC", cpu="Xeon")}, quick=False)
+    quick = {**_result("inference", "2026-12-05 10:00 UTC"), "settings": {"quick": True}}  # measures nothing
+    (tmp_path / "inference-quick.json").write_text(json.dumps(quick))
+    kept = run_all.earlier_results(tmp_path, "inference")
+    assert [r["date"] for r in kept] == ["2026-12-03 10:00 UTC"] and run_all.earlier_results(tmp_path, "smoke_budget") == []
+    page = run_all.markdown({"trainer_overhead": [_result("trainer_overhead", "2026-12-04 08:00 UTC")],
+                             "inference": [{**kept[0], "kept": True}],
+                             "smoke_budget": [_result("smoke_budget", "2026-12-01 08:00 UTC", cpu="Xeon")]}, quick=False)
     inference = page.split("## 4.")[1].split("## 5.")[0]
     assert "Kept from an earlier run" in inference and "inference at 2026-12-03" in inference
     assert "Kept from" not in page.split("## 4.")[0] and "Machine: CPU (2 cores), EPYC" in page
     assert "Measured on another machine: CPU (2 cores), Xeon" in page.split("## 6.")[1]
     assert "Not measured in this run" in page.split("## 1.")[1].split("## 2.")[0]
+    assert "Collected by" not in page
+
+
+def _tta(date, seeds_by_task, cpu="EPYC"):
+    return {**_result("time_to_accuracy", date, cpu), "tasks": {t: {"seeds": s} for t, s in seeds_by_task.items()}}
+
+
+def test_time_to_accuracy_sittings_are_combined_newest_first(tmp_path):
+    """The VGG-11 runs come from separate sittings: each (task, seed) is shown from the newest run that measured it."""
+    runs = {"a-small": _tta("2026-12-03 10:00 UTC", {"lenet5": [0, 1, 2], "bilstm": [0, 1, 2]}),
+            "b-vgg-epyc": _tta("2026-12-03 14:39 UTC", {"vgg11": [0], "peer": [0]}),
+            "c-vgg-xeon": _tta("2026-12-04 19:40 UTC", {"vgg11": [0], "peer": [0]}, cpu="Xeon"),
+            "d-seed1": _tta("2026-12-05 09:00 UTC", {"vgg11": [1]}, cpu="Xeon")}
+    for name, r in runs.items():
+        (tmp_path / f"time_to_accuracy-{name}.json").write_text(json.dumps(r))
+    kept = run_all.earlier_results(tmp_path, "time_to_accuracy")
+    assert [r["path"] for r in kept] == ["time_to_accuracy-d-seed1.json", "time_to_accuracy-c-vgg-xeon.json",
+                                         "time_to_accuracy-a-small.json"]   # the EPYC sitting is superseded
+    assert run_all.parts(runs["a-small"]) >= {("lenet5", 2), ("bilstm", 0)} and run_all.parts({}) == {None}
+    page = run_all.markdown({"time_to_accuracy": [{**r, "kept": True} for r in kept]}, quick=False, collected=True)
+    section = page.split("## 5.")[1].split("## 6.")[0]
+    assert "From 3 runs, newest first" in section and "Kept from" not in page and "Collected by" in page
+    assert section.index("2026-12-05 09:00") < section.index("2026-12-04 19:40") < section.index("2026-12-03 10:00")
+    assert "Measured on another machine: CPU (2 cores), EPYC" in section and "14:39" not in section
+
+
+def test_collect_mode_measures_nothing_and_writes_the_page(tmp_path):
+    (tmp_path / "inference-2026-12-03.json").write_text(json.dumps(_result("inference", "2026-12-03 10:00 UTC")))
+    assert run_all.main(["--only", "--keep-earlier", "--out-dir", str(tmp_path)]) == 0
+    page = (tmp_path / "RESULTS.md").read_text()
+    assert "Collected by" in page and "inference at 2026-12-03" in page
+    assert page.count("Not measured in this run") == len(run_all.BENCHMARKS) - 1
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "--out-dir", str(tmp_path)])   # runs nothing and keeps nothing: refused
 
 
 @pytest.mark.slow
@@ -64,7 +118,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = (tmp_path / "RESULTS.md").read_text()
     for section in ("1. Input pipeline", "2. Trainer overhead", "3. Precision", "4. Inference", "5. Time to accuracy",
-                    "6. The smoke budget"):
+                    "6. The smoke budget", "7. The profiler's view"):
         assert f"## {section}" in results
     assert "Quick mode" in results and "**Failed**" not in results
     overhead = json.loads(next(tmp_path.glob("trainer_overhead-*.json")).read_text())
@@ -72,6 +126,10 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     assert overhead["machine"]["versions"]["torch"]
     tta = json.loads(next(tmp_path.glob("time_to_accuracy-*.json")).read_text())
     assert set(tta["tasks"]) == {"lenet5", "bilstm", "vgg11", "peer"} and "peer_comparison" in tta
+    profile = json.loads(next(tmp_path.glob("step_profile-*.json")).read_text())
+    for row in profile["models"]["vgg11"]["median_ms_per_step"].values():   # the parts add up to the step
+        assert sum(v for k, v in row.items() if k != "step") == pytest.approx(row["step"])
+        assert row["convolutions"] > 0
 
 
 @pytest.mark.slow

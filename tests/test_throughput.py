@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbook.train.throughput import PHASES, phase_split, profile_steps, sgd_step
+from dlbook.train.throughput import OP_KINDS, PHASES, breakdown, phase_split, profile_steps, sgd_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -98,6 +98,43 @@ def test_top_operators_include_the_convolution():
     assert "aten::convolution" in names and "aten::convolution_backward" in names
 
 
+class _SlowLoader:
+    """Batches that take ``seconds`` each to draw, like a loader waiting for its workers."""
+
+    def __init__(self, batches, seconds):
+        self.batches, self.seconds = batches, seconds
+
+    def __iter__(self):
+        for b in self.batches:
+            time.sleep(self.seconds)
+            yield b
+
+
+def test_breakdown_puts_the_loader_the_convolutions_and_python_where_they_belong():
+    model = nn.Sequential(_Slow(0.03), nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 8 * 8, 5))
+    step = sgd_step(model, "cpu", channels_last=False, precision="fp32")
+    b = breakdown(profile_steps(step, _SlowLoader(_batches(3), 0.04), steps=2, warmup=1, data=True), steps=2)
+    assert list(b) == ["step", "data", *(k for k, _ in OP_KINDS), "other operators", "outside operators"]
+    assert sum(v for k, v in b.items() if k != "step") == pytest.approx(b["step"])
+    assert b["data"] >= 40                       # the loader's sleep, inside the "data" range
+    assert b["outside operators"] >= 30          # _Slow's sleep runs in Python, in no operator
+    assert b["convolutions"] > 0 and b["matrix products"] > 0 and b["batch norm"] == 0
+    prefetched = breakdown(profile_steps(step, _SlowLoader(_batches(3), 0.04), steps=2, warmup=1), steps=2)
+    assert prefetched["data"] == 0 and prefetched["step"] < b["step"]   # drawn before the profile: not in it
+
+
+def test_breakdown_counts_the_data_ranges_operators_as_data():
+    from dlbook.data import TensorLoader
+
+    x, y = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 5, (24,))
+    loader = TensorLoader(x, y, 6, transform=lambda t: t.float().div(255).clone())
+    step = sgd_step(_cnn(), "cpu", channels_last=False, precision="fp32")
+    b = breakdown(profile_steps(step, loader, steps=2, warmup=1, data=True), steps=2)
+    assert b["data"] > 0 and b["convolutions"] > 0
+    with pytest.raises(ValueError, match="got 4 batches for warmup \+ steps = 5"):
+        profile_steps(step, loader, steps=4, warmup=1, data=True)   # 4 batches in all, 5 needed
+
+
 def test_bad_input_is_explained():
     with pytest.raises(ValueError, match="precision='half'"):
         sgd_step(_cnn(), "cpu", channels_last=False, precision="half")
@@ -114,3 +151,7 @@ def test_bad_input_is_explained():
         phase_split(prof)
     with pytest.raises(ValueError, match="steps=0"):
         phase_split(prof, steps=0)
+    with pytest.raises(ValueError, match="no range named 'step'"):
+        breakdown(prof)
+    with pytest.raises(ValueError, match="steps=0"):
+        breakdown(prof, steps=0)

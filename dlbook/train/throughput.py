@@ -10,8 +10,13 @@ For the comparison to mean anything, every setting must run the same step:
   three phases run inside ``torch.profiler.record_function`` ranges named
   ``"forward"``, ``"backward"`` and ``"optimizer"``; outside a profiler these cost
   a few microseconds, so the timed step and the profiled step are the same code.
-* :func:`profile_steps` runs a step under ``torch.profiler`` and
-  :func:`phase_split` reads the three ranges back: milliseconds per step in each.
+* :func:`profile_steps` runs a step under ``torch.profiler`` (each step in a ``"step"``
+  range, and with ``data=True`` the loader's next batch in a ``"data"`` range) and
+  :func:`phase_split` reads the ranges back: milliseconds per step in each.
+* :func:`breakdown` sorts a profiled step's time into the input pipeline, the operators
+  by kind (convolutions, batch norm, matrix products, casts and copies, the others) and
+  what runs outside any operator (Python, the framework's dispatch, autograd's
+  bookkeeping, waiting): the profiler's view of why a step takes as long as it does.
 
 Time it with :func:`dlbook.timing.throughput`.
 
@@ -39,6 +44,18 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from dlbook.train.device import autocast, autocast_dtype
 
 PHASES = ("forward", "backward", "optimizer")
+STEP, DATA = "step", "data"  # the ranges profile_steps marks around each step and around drawing its batch
+
+# breakdown's operator kinds, in the order it reports them: (kind, test on an aten operator's name); the first that
+# matches wins, and "other operators" takes the rest (ReLU, pooling, the loss, SGD's updates, ...)
+OP_KINDS = (
+    ("convolutions", lambda name: "convolution" in name),
+    ("batch norm", lambda name: "batch_norm" in name),
+    ("matrix products", lambda name: name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("casts and copies", lambda name: name in ("aten::to", "aten::_to_copy", "aten::copy_", "aten::contiguous",
+                                                "aten::clone")),
+)
+OTHER_OPS, OUTSIDE_OPS = "other operators", "outside operators"
 
 
 def sgd_step(model: nn.Module, device: torch.device | str, *, channels_last: bool, precision: str,
@@ -92,12 +109,17 @@ def sgd_step(model: nn.Module, device: torch.device | str, *, channels_last: boo
 
 
 def profile_steps(step: Callable[[object], object], batches: Iterable, *, steps: int = 1,
-                  warmup: int = 1, record_shapes: bool = False) -> profile:
+                  warmup: int = 1, record_shapes: bool = False, data: bool = False) -> profile:
     """Run ``step`` on ``warmup`` batches untimed, then on ``steps`` more under ``torch.profiler`` (CPU, and CUDA
     when available); return the finished profiler.
 
-    Read it with ``prof.key_averages().table(sort_by="self_cpu_time_total")`` (top operators)
-    or :func:`phase_split` (forward / backward / optimizer).
+    Each profiled step runs in a ``record_function("step")`` range. With ``data=True`` the
+    batches are drawn from ``batches`` inside that range, in a ``"data"`` range of their
+    own, so the input pipeline's time (a loader's transforms, or waiting for its workers)
+    is in the profile; by default they are drawn before the profile starts.
+
+    Read it with ``prof.key_averages().table(sort_by="self_cpu_time_total")`` (top operators),
+    :func:`phase_split` (forward / backward / optimizer) or :func:`breakdown`.
 
     Example:
         >>> step = sgd_step(nn.Linear(4, 2), "cpu", channels_last=False, precision="fp32")
@@ -108,16 +130,28 @@ def profile_steps(step: Callable[[object], object], batches: Iterable, *, steps:
     if not isinstance(steps, int) or steps < 1 or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"steps={steps!r}, warmup={warmup!r}; profile at least one step, warm up zero or more")
     it = iter(batches)
-    needed = list(itertools.islice(it, warmup + steps))
-    if len(needed) < warmup + steps:
-        raise ValueError(f"got {len(needed)} batches for warmup + steps = {warmup + steps}; "
-                         "pass more, or dlbook.timing.forever(loader)")
+
+    def short(got: int) -> ValueError:
+        return ValueError(f"got {got} batches for warmup + steps = {warmup + steps}; "
+                          "pass more, or dlbook.timing.forever(loader)")
+
+    needed = list(itertools.islice(it, warmup if data else warmup + steps))
+    if len(needed) < (warmup if data else warmup + steps):
+        raise short(len(needed))
     for batch in needed[:warmup]:
         step(batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities, record_shapes=record_shapes) as prof:
-        for batch in needed[warmup:]:
-            step(batch)
+        for i in range(steps):
+            with record_function(STEP):
+                if data:
+                    with record_function(DATA):
+                        batch = next(it, None)
+                    if batch is None:
+                        raise short(warmup + i)
+                else:
+                    batch = needed[warmup + i]
+                step(batch)
     return prof
 
 
@@ -152,3 +186,55 @@ def phase_split(prof: profile, steps: int = 1, phases: tuple[str, ...] = PHASES)
         raise ValueError(f"the profile has no range named {missing}; mark the step's phases with "
                          "torch.profiler.record_function (as dlbook.train.throughput.sgd_step does)")
     return {name: total / steps for name, total in totals.items()}
+
+
+def _inside(event, name: str) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == name:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def breakdown(prof: profile, steps: int = 1) -> dict[str, float]:
+    """Milliseconds per step: the whole step, drawing its batch, each operator kind, and outside any operator.
+
+    Reads a profile whose steps ran in ``"step"`` ranges (as :func:`profile_steps` marks
+    them; mark your own loop with ``record_function(STEP)`` to read it). The operators are
+    the ``aten::`` ones, each counted for its own (self) CPU time and sorted by
+    :data:`OP_KINDS`; those that ran while drawing the batch (a ``"data"`` range) count as
+    ``"data"`` instead. ``"outside operators"`` is the rest of the step: Python, dispatch,
+    autograd's bookkeeping and waiting. On a GPU the operators' CPU time is only the time to
+    launch them, so read this on the CPU.
+
+    Returns:
+        ``{"step": ..., "data": ..., "convolutions": ..., "batch norm": ..., "matrix products": ...,
+        "casts and copies": ..., "other operators": ..., "outside operators": ...}``; all but
+        ``"step"`` add up to ``"step"``.
+
+    Example:
+        >>> step = sgd_step(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(64, 2)), "cpu",
+        ...                 channels_last=False, precision="fp32")
+        >>> batches = [(torch.randn(8, 3, 6, 6), torch.zeros(8, dtype=torch.long))] * 3
+        >>> b = breakdown(profile_steps(step, batches, steps=2, data=True), steps=2)
+        >>> round(sum(v for k, v in b.items() if k != "step") - b["step"], 6)
+        0.0
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}; give the number of steps the profile recorded (>= 1)")
+    events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CPU]
+    step_ms = sum(e.time_range.elapsed_us() for e in events if e.name == STEP) / 1000
+    if step_ms == 0:
+        raise ValueError(f"the profile has no range named {STEP!r}; profile with profile_steps, or mark each step "
+                         f"with torch.profiler.record_function({STEP!r})")
+    data_ms = sum(e.time_range.elapsed_us() for e in events if e.name == DATA) / 1000
+    kinds = {kind: 0.0 for kind, _ in OP_KINDS} | {OTHER_OPS: 0.0}
+    for e in events:
+        if not e.name.startswith("aten::") or not _inside(e, STEP) or _inside(e, DATA):
+            continue
+        kind = next((k for k, test in OP_KINDS if test(e.name)), OTHER_OPS)
+        kinds[kind] += e.self_cpu_time_total / 1000
+    out = {STEP: step_ms, DATA: data_ms, **kinds}
+    out[OUTSIDE_OPS] = step_ms - data_ms - sum(kinds.values())
+    return {k: v / steps for k, v in out.items()}
