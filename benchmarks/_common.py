@@ -149,6 +149,35 @@ def check_sizes(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--steps, --rounds and --batch-size must be >= 1; --warmup and --workers >= 0")
 
 
+def step_parser(doc: str, *, steps: int, warmup: int, rounds: int, workers: bool = False,
+                rounds_help: str | None = None) -> argparse.ArgumentParser:
+    """:func:`parser` plus the arguments of the scripts that time training steps in rounds.
+
+    ``--models``, ``--batch-size`` (chapter 4.1's 256), ``--steps`` (VGG-11's per round;
+    LeNet-5 runs 5x as many), ``--warmup``, ``--rounds`` and, with ``workers``, ``--workers``
+    (the textbook loop's DataLoader processes). Read them with :func:`parse_sizes`.
+    """
+    p = parser(doc)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--batch-size", type=int, default=256, help="chapter 4.1's batch size")
+    p.add_argument("--steps", type=int, default=steps, help="timed VGG-11 steps per round (LeNet-5: 5x)")
+    p.add_argument("--warmup", type=int, default=warmup, help="untimed steps before each timing (LeNet-5: 5x)")
+    p.add_argument("--rounds", type=int, default=rounds, help=rounds_help or "interleaved rounds")
+    if workers:
+        p.add_argument("--workers", type=int, default=2, help="DataLoader processes of the textbook loop")
+    return p
+
+
+def parse_sizes(p: argparse.ArgumentParser, argv: list[str] | None,
+                quick: tuple[int, int, int, int] = (32, 2, 1, 1)) -> argparse.Namespace:
+    """Parse ``argv``; under ``--quick`` set (batch size, steps, warmup, rounds) to ``quick``; check the sizes."""
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.steps, args.warmup, args.rounds = quick
+    check_sizes(p, args)
+    return args
+
+
 def run_and_write(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict],
                   report: Callable[[dict], str]) -> int:
     """Run the benchmark, print its report and write its JSON to ``args.out``: every script's last step."""

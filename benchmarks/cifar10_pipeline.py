@@ -64,9 +64,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from _common import (MODELS, check_sizes, one_round_mark, parser, pick_device, rounds_for, run_and_write, sgd_step,
-                     textbook_dataset, textbook_loader,
-                     start, tensor_loader, timed_model)
+from _common import (one_round_mark, parse_sizes, pick_device, rounds_for, run_and_write, sgd_step, start,
+                     step_parser, tensor_loader, textbook_dataset, textbook_loader, timed_model)
 from dlbook.data import cifar10_source, load_cifar10
 from dlbook.timing import forever, throughput
 from dlbook.train import autocast_dtype
@@ -168,17 +167,7 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser_ = parser(__doc__)
-    parser_.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser_.add_argument("--batch-size", type=int, default=256, help="the batch size chapter 4.1 trains with")
-    parser_.add_argument("--steps", type=int, default=4, help="timed steps per round for VGG-11 (LeNet-5: 5x)")
-    parser_.add_argument("--warmup", type=int, default=2, help="untimed steps before each timing (LeNet-5: 5x)")
-    parser_.add_argument("--rounds", type=int, default=4)
-    parser_.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the textbook loop")
-    args = parser_.parse_args(argv)
-    if args.quick:
-        args.steps, args.rounds, args.warmup, args.batch_size = 2, 1, 1, 32
-    check_sizes(parser_, args)
+    args = parse_sizes(step_parser(__doc__, steps=4, warmup=2, rounds=4, workers=True), argv)
     if not os.environ.get("DLBOOK_DATA"):
         print("note: DLBOOK_DATA is not set; CIFAR-10 comes from the cache or a download", file=sys.stderr)
     return run_and_write(args, run, report)

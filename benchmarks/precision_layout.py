@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from _common import (MODELS, check_sizes, cifar10_train, one_round_mark, parser, pick_device, rounds_for,
-                     run_and_write, sgd_step, start, tensor_loader, timed_model)
+from _common import (cifar10_train, one_round_mark, parse_sizes, pick_device, rounds_for, run_and_write, sgd_step,
+                     start, step_parser, tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
 
 CONFIGS = [(precision, layout, mode) for mode in ("eager", "compile") for precision in ("fp32", "bf16")
@@ -100,18 +100,11 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=4, help="timed VGG-11 steps per round (LeNet-5: 5x)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=3)
+    p = step_parser(__doc__, steps=4, warmup=1, rounds=3)
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
-    args = p.parse_args(argv)
+    args = parse_sizes(p, argv, quick=(16, 1, 1, 1))
     if args.quick:
-        args.batch_size, args.steps, args.warmup, args.rounds = 16, 1, 1, 1
         args.models = ["lenet5"]
-    check_sizes(p, args)
     return run_and_write(args, run, report)
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from _common import (MODELS, Batches, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start,
+from _common import (Batches, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start, step_parser,
                      tensor_loader, textbook_dataset, textbook_loader, timed_model)
 from dlbook.timing import forever
 from dlbook.train import Trainer
@@ -142,17 +142,8 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--batch-size", type=int, default=256, help="chapter 4.1's batch size")
-    p.add_argument("--steps", type=int, default=4, help="profiled VGG-11 steps per round (LeNet-5: 5x)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes of the textbook loop")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.batch_size, args.steps, args.warmup, args.rounds = 32, 2, 1, 1
-    check_sizes(p, args)
+    p = step_parser(__doc__, steps=4, warmup=2, rounds=3, workers=True)
+    args = parse_sizes(p, argv)
     return run_and_write(args, run, report)
 
 

@@ -30,8 +30,8 @@ import time
 import torch
 from torch import nn
 
-from _common import (MODELS, Batches, check_sizes, cifar10_train, parser, pick_device, run_and_write, sgd_step, start,
-                     tensor_loader, timed_model)
+from _common import (Batches, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start,
+                     step_parser, tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
 from dlbook.train import Trainer
 
@@ -107,16 +107,8 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--batch-size", type=int, default=256, help="chapter 4.1's batch size")
-    p.add_argument("--steps", type=int, default=8, help="timed VGG-11 steps per round (LeNet-5: 5x)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (a noisy machine wants many)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.batch_size, args.steps, args.warmup, args.rounds = 32, 2, 1, 1
-    check_sizes(p, args)
+    p = step_parser(__doc__, steps=8, warmup=2, rounds=9, rounds_help="interleaved rounds (a noisy machine wants many)")
+    args = parse_sizes(p, argv)
     return run_and_write(args, run, report)
 
 
