@@ -11,8 +11,8 @@ every file, so ``run_all.py`` can put any of them into ``RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -27,6 +27,7 @@ from dlbook.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10Images, Compose, Norm
 from dlbook.models.lenet import LeNet5, LeNetConfig
 from dlbook.models.vgg import vgg11
 from dlbook.notebook import cpu_model, library_versions
+from dlbook.train import Trainer
 from dlbook.train.device import cpu_supports_bf16, default_device, describe_device
 from dlbook.train.throughput import sgd_step  # the one timed training step, shared with chapter 2.3
 
@@ -84,6 +85,14 @@ class Batches:
 
     def __iter__(self):
         return itertools.islice(self.stream, self.n)
+
+
+def bench_trainer(model: nn.Module, device: torch.device) -> Trainer:
+    """The Trainer the benchmarks set against :func:`sgd_step`: the same SGD (lr 0.01, Nesterov 0.9, weight decay
+    5e-4), ``"auto"`` precision, channels-last, no progress bar."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    return Trainer(model, optimizer, nn.CrossEntropyLoss(), device=device, precision="auto", channels_last=True,
+                   progress=False)
 
 
 def load_average() -> list[float] | None:

@@ -34,11 +34,10 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from _common import (Batches, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start, step_parser,
+from _common import (Batches, bench_trainer, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start, step_parser,
                      tensor_loader, textbook_dataset, textbook_loader, timed_model)
 from dlbook.timing import forever
-from dlbook.train import Trainer
-from dlbook.train.throughput import DATA, OUTSIDE_OPS, STEP, breakdown, profile_steps
+from dlbook.train.throughput import DATA, OUTSIDE_OPS, STEP, breakdown, marked_draws, profile_steps
 
 ROWS = ("textbook", "dlbook", "Trainer")
 SHORT = {"data": "data", "convolutions": "conv", "batch norm": "BN", "matrix products": "matmul",
@@ -46,7 +45,7 @@ SHORT = {"data": "data", "convolutions": "conv", "batch norm": "BN", "matrix pro
 
 
 class MarkedDraws:
-    """Iterate ``loader``, drawing each batch inside a ``record_function("data")`` range (for the Trainer's loop)."""
+    """``loader`` with its length, each batch drawn in a ``"data"`` range (:func:`marked_draws`): for the Trainer."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -55,13 +54,7 @@ class MarkedDraws:
         return len(self.loader)
 
     def __iter__(self):
-        it = iter(self.loader)
-        while True:
-            with record_function(DATA):
-                batch = next(it, None)
-            if batch is None:
-                return
-            yield batch
+        return marked_draws(self.loader)
 
 
 def profile_trainer(model: nn.Module, stream, *, steps: int, warmup: int, device) -> dict[str, float]:
@@ -70,9 +63,7 @@ def profile_trainer(model: nn.Module, stream, *, steps: int, warmup: int, device
     The whole fit is one ``"step"`` range, divided by ``steps``: what the Trainer does once
     per epoch (its record, the callbacks' epoch hooks) is spread over the steps.
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), device=device, precision="auto", channels_last=True,
-                      progress=False)
+    trainer = bench_trainer(model, device)
     if warmup:
         trainer.fit(Batches(stream, warmup), None, epochs=1)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

@@ -30,19 +30,16 @@ import time
 import torch
 from torch import nn
 
-from _common import (Batches, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start,
+from _common import (Batches, bench_trainer, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start,
                      step_parser, tensor_loader, timed_model)
 from dlbook.timing import forever, throughput
-from dlbook.train import Trainer
 
 TARGET = 0.03
 
 
 def trainer_rate(model: nn.Module, stream, *, steps: int, warmup: int, device, batch_size: int) -> float:
     """Images per second of ``Trainer.fit`` over ``steps`` batches, after an untimed fit of ``warmup`` batches."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), device=device, precision="auto", channels_last=True,
-                      progress=False)
+    trainer = bench_trainer(model, device)
     if warmup:
         trainer.fit(Batches(stream, warmup), None, epochs=1)
     if device.type == "cuda":
