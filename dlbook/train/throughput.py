@@ -44,10 +44,13 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from dlbook.train.device import autocast, autocast_dtype
 
 PHASES = ("forward", "backward", "optimizer")
-STEP, DATA = "step", "data"  # the ranges profile_steps marks around each step and around drawing its batch
+#: The range :func:`profile_steps` marks around each step (mark your own loop with ``record_function(STEP)``).
+STEP = "step"
+#: The range :func:`profile_steps` marks around drawing each batch.
+DATA = "data"
 
-# breakdown's operator kinds, in the order it reports them: (kind, test on an aten operator's name); the first that
-# matches wins, and "other operators" takes the rest (ReLU, pooling, the loss, SGD's updates, ...)
+#: :func:`breakdown`'s operator kinds, in the order it reports them, as (kind, test on an ``aten`` operator's name);
+#: the first that matches wins, and ``"other operators"`` takes the rest (ReLU, pooling, the loss, SGD's updates, ...).
 OP_KINDS = (
     ("convolutions", lambda name: "convolution" in name),
     ("batch norm", lambda name: "batch_norm" in name),
@@ -230,9 +233,9 @@ def breakdown(prof: profile, steps: int = 1) -> dict[str, float]:
     launch them, so read this on the CPU.
 
     Returns:
-        ``{"step": ..., "data": ..., "convolutions": ..., "batch norm": ..., "matrix products": ...,
-        "casts and copies": ..., "other operators": ..., "outside operators": ...}``; all but
-        ``"step"`` add up to ``"step"``.
+        A dict of milliseconds per step with the keys ``"step"``, ``"data"``, ``"convolutions"``,
+        ``"batch norm"``, ``"matrix products"``, ``"casts and copies"``, ``"other operators"`` and
+        ``"outside operators"``; all but ``"step"`` add up to ``"step"``.
 
     Example:
         >>> step = sgd_step(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(64, 2)), "cpu",
