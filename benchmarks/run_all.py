@@ -69,6 +69,12 @@ def markdown(results: dict[str, list[dict] | str], quick: bool, collected: bool 
         if len(rs) > 1:
             lines += [f"From {len(rs)} runs, newest first: each older one is shown for the parts (tasks and seeds) "
                       "that no newer one measured.", ""]
+            if script == "time_to_accuracy":
+                from time_to_accuracy import across_runs  # here: it imports torch, which the rest of this file does not
+
+                summary = across_runs(rs)
+                if summary:
+                    lines += ["```text", summary, "```", ""]
         for r in rs:
             if r.get("kept") and not collected:
                 lines += ["Kept from an earlier run (`--only ... --keep-earlier`): this run did not measure it again.",

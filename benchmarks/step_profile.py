@@ -20,7 +20,16 @@ kind (convolutions, batch norm, matrix products, casts and copies, the others) a
 outside any operator (Python, dispatch, autograd's bookkeeping). The rows run in interleaved
 rounds; each cell is the median over the rounds. The profiler adds a little to every
 operator, so take the shares, not the milliseconds, as the figures; the other benchmarks
-time the steps without it. Take the CPU lock::
+time the steps without it.
+
+It also says how far faster kernels could take the step: the rate at which dlbook's
+convolutions and matrix products do the step's work (its FLOPs, counted by
+:func:`dlbook.models.count_flops`: a training step is about 3 forward passes), against the
+rate of one large square matrix product in the same precision on the same cores, the
+most those operators could reach (the ceiling). If every product ran at the ceiling, and
+nothing else changed, the step would take ``(step - products) + FLOPs / ceiling``: that
+bound says whether a budget that needs twice the epochs could be met by a faster step.
+Take the CPU lock::
 
     flock /tmp/dlbook-cpu.lock python benchmarks/step_profile.py results/step_profile.json
 """
@@ -36,7 +45,9 @@ from torch.profiler import record_function
 
 from _common import (Batches, bench_trainer, cifar10_train, parse_sizes, pick_device, run_and_write, sgd_step, start, step_parser,
                      tensor_loader, textbook_dataset, textbook_loader, timed_model)
-from dlbook.timing import forever
+from dlbook.models import count_flops
+from dlbook.timing import forever, time_call
+from dlbook.train.device import autocast_dtype
 from dlbook.train.throughput import DATA, OUTSIDE_OPS, STEP, breakdown, marked_draws, profile_steps
 
 ROWS = ("textbook", "dlbook", "Trainer")
@@ -55,6 +66,38 @@ class MarkedDraws:
 
     def __iter__(self):
         return marked_draws(self.loader)
+
+
+PRODUCTS = ("convolutions", "matrix products")  # the operators whose FLOPs count_flops counts
+
+
+def product_ceiling(device, n: int, repeats: int = 5) -> dict:
+    """GFLOP/s of an ``n`` x ``n`` matrix product in the training precision (``"auto"``) on ``device``: the ceiling.
+
+    The best of ``repeats`` timed products after two untimed ones: a large dense product is
+    the fastest work these cores do in that precision, so no convolution kernel runs faster.
+    """
+    dtype = autocast_dtype(device, "auto") or torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    t = time_call(lambda: a @ b, repeats=repeats, warmup=2, device=device)
+    return {"dtype": str(dtype).removeprefix("torch."), "n": n, "gflop_per_s": 2 * n ** 3 / t.best_s / 1e9}
+
+
+def kernel_bound(b: dict[str, float], step_gflop: float, ceiling_gflop_per_s: float) -> dict[str, float]:
+    """How far faster kernels could take a step with :func:`breakdown` ``b`` (ms) and ``step_gflop`` of products.
+
+    Returns the products' achieved GFLOP/s, their share of the ceiling, and the step's
+    milliseconds and speed-up if every product ran at the ceiling and the rest stayed.
+
+    Example:
+        >>> kernel_bound({"step": 100.0, "convolutions": 70.0, "matrix products": 10.0}, 4.0, 100.0)
+        {'gflop_per_s': 50.0, 'of_ceiling': 0.5, 'bound_ms': 60.0, 'bound_speedup': 1.6666666666666667}
+    """
+    products_ms = sum(b[k] for k in PRODUCTS)
+    achieved = step_gflop / (products_ms / 1000)
+    bound_ms = b[STEP] - products_ms + step_gflop / ceiling_gflop_per_s * 1000
+    return {"gflop_per_s": achieved, "of_ceiling": achieved / ceiling_gflop_per_s, "bound_ms": bound_ms,
+            "bound_speedup": b[STEP] / bound_ms}
 
 
 def profile_trainer(model: nn.Module, stream, *, steps: int, warmup: int, device) -> dict[str, float]:
@@ -80,9 +123,14 @@ def run(args) -> dict:
                    workers=args.workers)
     images, labels = cifar10_train(args.quick)
     dataset = textbook_dataset(images, labels)
+    result["ceiling"] = product_ceiling(device, n=256 if args.quick else 2048)
+    print(f"ceiling: {result['ceiling']['gflop_per_s']:.0f} GFLOP/s for a {result['ceiling']['n']}-square "
+          f"{result['ceiling']['dtype']} matrix product", flush=True)
     result["models"] = {}
     for name in args.models:
         build, steps, warmup, initial = timed_model(name, args)
+        batch, _ = next(iter(tensor_loader(images, labels, args.batch_size, args.seed)))
+        step_gflop = 3 * count_flops(build(), batch) / 1e9  # forward, and the backward's two products per forward one
         models = {row: build() for row in ROWS}
         for m in models.values():
             m.load_state_dict(initial)
@@ -104,7 +152,10 @@ def run(args) -> dict:
                       f"{b[DATA] / b[STEP]:.0%}  convolutions {b['convolutions'] / b[STEP]:.0%}  outside operators "
                       f"{b[OUTSIDE_OPS] / b[STEP]:.0%}", flush=True)
         median = {row: {k: statistics.median(b[k] for b in bs) for k in bs[0]} for row, bs in rounds.items()}
-        result["models"][name] = {"steps_per_round": steps, "rounds": rounds, "median_ms_per_step": median}
+        result["models"][name] = {"steps_per_round": steps, "rounds": rounds, "median_ms_per_step": median,
+                                  "step_gflop": step_gflop,
+                                  "kernel_bound": kernel_bound(median["dlbook"], step_gflop,
+                                                               result["ceiling"]["gflop_per_s"])}
     return result
 
 
@@ -127,6 +178,12 @@ def report(result: dict) -> str:
                      f"the Trainer adds {trainer[OUTSIDE_OPS] - ours[OUTSIDE_OPS]:+.1f} ms outside the operators "
                      f"({(trainer[OUTSIDE_OPS] - ours[OUTSIDE_OPS]) / ours[STEP]:+.1%} of the step) and "
                      f"{trainer[STEP] - ours[STEP]:+.1f} ms in all ({trainer[STEP] / ours[STEP] - 1:+.1%})")
+        if "kernel_bound" in m:
+            kb, c = m["kernel_bound"], result["ceiling"]
+            lines.append(f"{'':{len(name) + 1}s} products: {m['step_gflop']:.1f} GFLOP a step at {kb['gflop_per_s']:.0f} "
+                         f"GFLOP/s, {kb['of_ceiling']:.0%} of the ceiling ({c['gflop_per_s']:.0f} GFLOP/s, a "
+                         f"{c['n']}-square {c['dtype']} matrix product); every product at the ceiling: "
+                         f"{kb['bound_ms']:.0f} ms a step, at most {kb['bound_speedup']:.2f}x faster")
     lines.append("  data: drawing the batch (transforms, or waiting for workers); conv, BN, matmul, casts (and copies), "
                  "other ops: the aten operators' own time by kind; outside: Python, dispatch, autograd's bookkeeping")
     return "\n".join(lines)

@@ -272,6 +272,54 @@ def summarise(task: str, curves: dict[int, list]) -> dict:
     return out
 
 
+def across_runs(newest_first: list[dict]) -> str | None:
+    """One summary over the runs of separate sittings, for each task whose seeds come from more than one run.
+
+    ``newest_first`` are this script's JSON results; a ``(task, seed)`` measured twice is
+    taken from the newest run. Each seed's line names its epochs, training time and machine,
+    so that seeds run on different machines, or with different epochs, are not read as one
+    seed spread unawares. None when no task spans two runs.
+
+    Example:
+        >>> a = {"machine": {"cpu": "EPYC"}, "settings": {"vgg_epochs": 2},
+        ...      "tasks": {"vgg11": {"curves": {"1": [[60.0, 0.80], [120.0, 0.86]]}}}}
+        >>> b = {"machine": {"cpu": "Xeon"}, "settings": {"vgg_epochs": None},
+        ...      "tasks": {"vgg11": {"curves": {"0": [[70.0, 0.79], [140.0, 0.84]]}}}}
+        >>> print(across_runs([a, b]))
+        across the 2 runs, vgg11 seeds [0, 1]: final 85.00% (range 84.00%-86.00%); to 85%: 2.0 min (2.0-2.0), 1/2 seeds; to 90%: never (0/2)
+          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned from the budget, on Xeon
+          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, on EPYC
+    """
+    found: dict[str, dict[int, tuple[list, dict]]] = {}
+    for r in newest_first:
+        for task, t in r.get("tasks", {}).items():
+            for seed, curve in t.get("curves", {}).items():
+                found.setdefault(task, {}).setdefault(int(seed), (curve, r))
+    lines = []
+    for task, by_seed in found.items():
+        if len({id(r) for _, r in by_seed.values()}) < 2:
+            continue
+        by_seed = dict(sorted(by_seed.items()))
+        s = summarise(task, {seed: [tuple(p) for p in curve] for seed, (curve, _) in by_seed.items()})
+        f = s["final_test_accuracy"]
+        parts = [f"across the {len({id(r) for _, r in by_seed.values()})} runs, {task} seeds {s['seeds']}: final "
+                 f"{f['median']:.2%} (range {f['min']:.2%}-{f['max']:.2%})"]
+        for thr in THRESHOLDS[task]:
+            tt = s[f"time_to_{thr:.2f}"]
+            parts.append(f"to {thr:.0%}: " + (f"{tt['median_s'] / 60:.1f} min ({tt['min_s'] / 60:.1f}-"
+                                              f"{tt['max_s'] / 60:.1f}), {tt['reached']} seeds"
+                                              if tt["median_s"] is not None else f"never ({tt['reached']})"))
+        lines.append("; ".join(parts))
+        for seed, (curve, r) in by_seed.items():
+            how = ""
+            if task == "vgg11":
+                how = (", epochs fixed by --vgg-epochs" if r["settings"].get("vgg_epochs")
+                       else ", epochs planned from the budget")
+            lines.append(f"  seed {seed}: {curve[-1][1]:.2%} after {len(curve)} epochs, {curve[-1][0] / 60:.1f} min of "
+                         f"training{how}, on {r['machine']['cpu']}")
+    return "\n".join(lines) or None
+
+
 def compare_with_peer(tasks: dict) -> dict:
     """dlbook's VGG-11 against the peer, from their curves: accuracy at equal time, and the peer when dlbook hit 90%.
 
@@ -330,7 +378,10 @@ def report(result: dict) -> str:
                                               if tt["median_s"] is not None else f"never ({tt['reached']})"))
         lines.append("  " + "; ".join(parts))
     vgg = result["tasks"].get("vgg11")
-    if vgg and not result["settings"].get("vgg_epochs") and not result["settings"].get("quick"):
+    if vgg and result["settings"].get("vgg_epochs") and not result["settings"].get("quick"):
+        lines.append(f"  dlbook's VGG-11 trained {result['settings']['vgg_epochs']} epochs, fixed by --vgg-epochs rather "
+                     f"than planned from the budget, in {vgg['train_s'] / 60:.1f} min (median over seeds)")
+    elif vgg and not result["settings"].get("quick"):
         budget_s = result["settings"]["minutes"] * 60
         lines.append(f"  dlbook's VGG-11 epochs, planned from its measured speed, took {vgg['train_s'] / 60:.1f} min of "
                      f"the {budget_s / 60:g}-min budget ({vgg['train_s'] / budget_s:.0%}; median over seeds)")

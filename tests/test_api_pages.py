@@ -1,6 +1,5 @@
 """The API reference pages are the ones tools/make_api_pages.py writes, and they cover every public module."""
 
-import importlib
 import pkgutil
 import sys
 from pathlib import Path

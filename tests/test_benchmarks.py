@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _common  # noqa: E402
 import run_all  # noqa: E402
+from step_profile import kernel_bound  # noqa: E402
 from time_to_accuracy import accuracy_at, compare_with_peer, report, summarise, time_to  # noqa: E402
 
 
@@ -78,8 +79,11 @@ def test_keep_earlier_takes_the_newest_result_by_its_date_and_says_so(tmp_path):
     assert "Collected by" not in page
 
 
-def _tta(date, seeds_by_task, cpu="EPYC"):
-    return {**_result("time_to_accuracy", date, cpu), "tasks": {t: {"seeds": s} for t, s in seeds_by_task.items()}}
+def _tta(date, seeds_by_task, cpu="EPYC", vgg_epochs=None):
+    curves = {seed: [[60.0, 0.80 + seed / 100], [120.0, 0.86 + seed / 100]] for seed in range(3)}
+    return {**_result("time_to_accuracy", date, cpu), "settings": {"vgg_epochs": vgg_epochs},
+            "tasks": {t: {"seeds": s, "curves": {str(seed): curves[seed] for seed in s}}
+                      for t, s in seeds_by_task.items()}}
 
 
 def test_time_to_accuracy_sittings_are_combined_newest_first(tmp_path):
@@ -87,7 +91,7 @@ def test_time_to_accuracy_sittings_are_combined_newest_first(tmp_path):
     runs = {"a-small": _tta("2026-12-03 10:00 UTC", {"lenet5": [0, 1, 2], "bilstm": [0, 1, 2]}),
             "b-vgg-epyc": _tta("2026-12-03 14:39 UTC", {"vgg11": [0], "peer": [0]}),
             "c-vgg-xeon": _tta("2026-12-04 19:40 UTC", {"vgg11": [0], "peer": [0]}, cpu="Xeon"),
-            "d-seed1": _tta("2026-12-05 09:00 UTC", {"vgg11": [1]}, cpu="Xeon")}
+            "d-seed1": _tta("2026-12-05 09:00 UTC", {"vgg11": [1]}, cpu="Xeon", vgg_epochs=2)}
     for name, r in runs.items():
         (tmp_path / f"time_to_accuracy-{name}.json").write_text(json.dumps(r))
     kept = run_all.earlier_results(tmp_path, "time_to_accuracy")
@@ -99,6 +103,20 @@ def test_time_to_accuracy_sittings_are_combined_newest_first(tmp_path):
     assert "From 3 runs, newest first" in section and "Kept from" not in page and "Collected by" in page
     assert section.index("2026-12-05 09:00") < section.index("2026-12-04 19:40") < section.index("2026-12-03 10:00")
     assert "Measured on another machine: CPU (2 cores), EPYC" in section and "14:39" not in section
+    across = section.split("```text")[1]   # one summary over the sittings, before the runs' own reports
+    assert "across the 2 runs, vgg11 seeds [0, 1]: final 86.50% (range 86.00%-87.00%)" in across
+    assert "seed 1: 87.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, on Xeon" in across
+    assert "lenet5" not in across   # all its seeds come from one run
+
+
+def test_the_kernel_bound_keeps_the_rest_of_the_step():
+    b = {"step": 100.0, "convolutions": 70.0, "matrix products": 10.0, "data": 5.0}
+    bound = kernel_bound(b, step_gflop=4.0, ceiling_gflop_per_s=100.0)   # 4 GFLOP in 80 ms: 50 GFLOP/s
+    assert bound["gflop_per_s"] == pytest.approx(50.0) and bound["of_ceiling"] == pytest.approx(0.5)
+    assert bound["bound_ms"] == pytest.approx(20.0 + 40.0)                 # the other 20 ms stay; 4 GFLOP at 100/s
+    assert bound["bound_speedup"] == pytest.approx(100 / 60)
+    at_ceiling = kernel_bound(b, step_gflop=8.0, ceiling_gflop_per_s=100.0)
+    assert at_ceiling["of_ceiling"] == pytest.approx(1.0) and at_ceiling["bound_speedup"] == pytest.approx(1.0)
 
 
 def test_collect_mode_measures_nothing_and_writes_the_page(tmp_path):
@@ -130,6 +148,9 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     for row in profile["models"]["vgg11"]["median_ms_per_step"].values():   # the parts add up to the step
         assert sum(v for k, v in row.items() if k != "step") == pytest.approx(row["step"])
         assert row["convolutions"] > 0
+    vgg = profile["models"]["vgg11"]   # VGG-11 at 32x32: about 0.31 GFLOP a forward pass per image (2 a multiply-add), 3 per step
+    assert vgg["step_gflop"] == pytest.approx(3 * 0.306 * profile["settings"]["batch_size"], rel=0.1)
+    assert vgg["kernel_bound"]["bound_speedup"] > 0 and profile["ceiling"]["gflop_per_s"] > 0
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbook.exercises import NOT_YET, Check, Problem, attempt, report, run_check
+from dlbook.exercises import Check, Problem, attempt, report, run_check
 from dlbook.exercises import ch3_1, ch3_2, ch3_3, ch4_2
 from dlbook.exercises.quiz import check_questions, fallback_html
 from exercise_asserts import rejected  # noqa: E402

@@ -1,7 +1,6 @@
 """Chapter 2.4's exercise checks accept correct answers and reject the usual slips, naming each."""
 
 import numpy as np
-import pytest
 from scipy import stats
 
 from dlbook.deploy.runtime import image_from_list

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from dlbook.exercises.ch4_1 import check_decay_groups, check_flip_tta, check_warmup_decay
 from exercise_asserts import rejected  # noqa: E402

@@ -10,7 +10,6 @@ import os
 
 import pytest
 import torch
-from torch import nn
 
 from dlbook.data.text import TextLoader, masked_mean, pad_batch, padding_mask
 from dlbook.interpret import class_scores, word_attributions
