@@ -272,6 +272,18 @@ def summarise(task: str, curves: dict[int, list]) -> dict:
     return out
 
 
+def summary_parts(task: str, t: dict) -> list[str]:
+    """A :func:`summarise` result as phrases: the final accuracy's median and range, then the time to each threshold."""
+    f = t["final_test_accuracy"]
+    parts = [f"final {f['median']:.2%} (range {f['min']:.2%}-{f['max']:.2%})"]
+    for thr in THRESHOLDS[task]:
+        tt = t[f"time_to_{thr:.2f}"]
+        parts.append(f"to {thr:.0%}: " + (f"{tt['median_s'] / 60:.1f} min ({tt['min_s'] / 60:.1f}-"
+                                          f"{tt['max_s'] / 60:.1f}), {tt['reached']} seeds"
+                                          if tt["median_s"] is not None else f"never ({tt['reached']})"))
+    return parts
+
+
 def across_runs(newest_first: list[dict]) -> str | None:
     """One summary over the runs of separate sittings, for each task whose seeds come from more than one run.
 
@@ -301,15 +313,8 @@ def across_runs(newest_first: list[dict]) -> str | None:
             continue
         by_seed = dict(sorted(by_seed.items()))
         s = summarise(task, {seed: [tuple(p) for p in curve] for seed, (curve, _) in by_seed.items()})
-        f = s["final_test_accuracy"]
-        parts = [f"across the {len({id(r) for _, r in by_seed.values()})} runs, {task} seeds {s['seeds']}: final "
-                 f"{f['median']:.2%} (range {f['min']:.2%}-{f['max']:.2%})"]
-        for thr in THRESHOLDS[task]:
-            tt = s[f"time_to_{thr:.2f}"]
-            parts.append(f"to {thr:.0%}: " + (f"{tt['median_s'] / 60:.1f} min ({tt['min_s'] / 60:.1f}-"
-                                              f"{tt['max_s'] / 60:.1f}), {tt['reached']} seeds"
-                                              if tt["median_s"] is not None else f"never ({tt['reached']})"))
-        lines.append("; ".join(parts))
+        lines.append(f"across the {len({id(r) for _, r in by_seed.values()})} runs, {task} seeds {s['seeds']}: "
+                     + "; ".join(summary_parts(task, s)))
         for seed, (curve, r) in by_seed.items():
             how = ""
             if task == "vgg11":
@@ -368,15 +373,9 @@ def run(args) -> dict:
 def report(result: dict) -> str:
     lines = [f"time to test accuracy, {result['machine']['device']}; test accuracy after each epoch, off the clock"]
     for task, t in result["tasks"].items():
-        f = t["final_test_accuracy"]
-        parts = [f"{task:7s} seeds {t['seeds']}: final {f['median']:.2%} (range {f['min']:.2%}-{f['max']:.2%}) "
-                 f"after {t['train_s'] / 60:.1f} min"]
-        for thr in THRESHOLDS[task]:
-            tt = t[f"time_to_{thr:.2f}"]
-            parts.append(f"to {thr:.0%}: " + (f"{tt['median_s'] / 60:.1f} min ({tt['min_s'] / 60:.1f}-"
-                                              f"{tt['max_s'] / 60:.1f}), {tt['reached']} seeds"
-                                              if tt["median_s"] is not None else f"never ({tt['reached']})"))
-        lines.append("  " + "; ".join(parts))
+        parts = summary_parts(task, t)
+        parts[0] += f" after {t['train_s'] / 60:.1f} min"
+        lines.append(f"  {task:7s} seeds {t['seeds']}: " + "; ".join(parts))
     vgg = result["tasks"].get("vgg11")
     if vgg and result["settings"].get("vgg_epochs") and not result["settings"].get("quick"):
         lines.append(f"  dlbook's VGG-11 trained {result['settings']['vgg_epochs']} epochs, fixed by --vgg-epochs rather "
