@@ -131,7 +131,7 @@ def test_breakdown_counts_the_data_ranges_operators_as_data():
     step = sgd_step(_cnn(), "cpu", channels_last=False, precision="fp32")
     b = breakdown(profile_steps(step, loader, steps=2, warmup=1, data=True), steps=2)
     assert b["data"] > 0 and b["convolutions"] > 0
-    with pytest.raises(ValueError, match="got 4 batches for warmup \+ steps = 5"):
+    with pytest.raises(ValueError, match=r"got 4 batches for warmup \+ steps = 5"):
         profile_steps(step, loader, steps=4, warmup=1, data=True)   # 4 batches in all, 5 needed
 
 
