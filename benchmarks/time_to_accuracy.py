@@ -309,12 +309,12 @@ def across_runs(newest_first: list[dict]) -> str | None:
                 found.setdefault(task, {}).setdefault(int(seed), (curve, r))
     lines = []
     for task, by_seed in found.items():
-        if len({id(r) for _, r in by_seed.values()}) < 2:
+        runs = len({id(r) for _, r in by_seed.values()})  # the results are dicts: count them by identity
+        if runs < 2:
             continue
         by_seed = dict(sorted(by_seed.items()))
         s = summarise(task, {seed: [tuple(p) for p in curve] for seed, (curve, _) in by_seed.items()})
-        lines.append(f"across the {len({id(r) for _, r in by_seed.values()})} runs, {task} seeds {s['seeds']}: "
-                     + "; ".join(summary_parts(task, s)))
+        lines.append(f"across the {runs} runs, {task} seeds {s['seeds']}: " + "; ".join(summary_parts(task, s)))
         for seed, (curve, r) in by_seed.items():
             how = ""
             if task == "vgg11":
