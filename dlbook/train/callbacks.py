@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -197,3 +198,122 @@ class LRSchedule(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.scheduler.load_state_dict(state)
+
+
+class TimeBudget(Callback):
+    """Fit the epochs to a wall-clock budget, re-planned from the epochs as they are timed.
+
+    A speed measured before training (a few steps, without validation) misses the time
+    the validation passes, the data shuffling and the machine's slower spells take. This
+    callback times the real epochs instead. After each epoch it takes the slower of the
+    mean epoch so far and the last one, works out how many more whole epochs fit in
+    ``margin`` of the time left, sets ``trainer.max_epochs`` to that, and moves the end of
+    ``schedule`` (a :func:`dlbook.train.linear_warmup_decay`) with it, so the learning rate
+    still reaches 0 on the last step, with no jump. ``fit(epochs=...)`` is the first plan.
+    When the time is spent, training stops. ``plans`` lists ``(epoch, epochs planned)``
+    after every change of plan.
+
+    The time counts from ``fit`` (the epochs and their validation, not what runs before).
+    A run resumed from a checkpoint goes on with the time it had already used.
+
+    Args:
+        seconds: the budget for the whole run.
+        schedule: the ``LambdaLR`` to re-plan, stepped every batch; None plans only the epochs.
+        margin: the share of the time left to plan for; the rest absorbs epochs slower than
+            the ones seen so far.
+        name: the key its state is saved under (default ``"TimeBudget"``).
+
+    Example:
+        >>> budget = TimeBudget(45 * 60, margin=0.95)
+        >>> budget.epochs_that_fit(done=1, elapsed=82.0, last=82.0)   # 82 s per epoch
+        31
+    """
+
+    def __init__(self, seconds: float, schedule=None, margin: float = 0.95, name: str | None = None):
+        if not seconds > 0 or not 0 < margin <= 1:
+            raise ValueError(f"need seconds > 0 (got {seconds}) and 0 < margin <= 1 (got {margin})")
+        self.seconds, self.schedule, self.margin = seconds, schedule, margin
+        self.name = name or "TimeBudget"
+        self.used, self.plans, self._start = 0.0, [], None
+
+    def epochs_that_fit(self, done: int, elapsed: float, last: float) -> int:
+        """The whole epochs (``done`` included) that fit, after ``done`` epochs took ``elapsed`` seconds."""
+        per_epoch = max(elapsed / done, last)
+        return done + max(0, math.floor((self.seconds - elapsed) * self.margin / per_epoch))
+
+    def on_fit_start(self, trainer, model) -> None:
+        self._start = time.perf_counter() - self.used
+
+    def on_train_epoch_end(self, trainer, model) -> None:
+        self.used = time.perf_counter() - self._start
+        done = len(trainer.history.records)
+        planned = self.epochs_that_fit(done, self.used, trainer.history.records[-1]["time_s"])
+        if planned == trainer.max_epochs:
+            return
+        if planned <= done:  # no time for another epoch
+            trainer.should_stop = True
+            planned = done
+        trainer.max_epochs = planned
+        self.plans.append((done, planned))
+        if self.schedule is not None and planned > done:
+            steps_per_epoch = trainer.global_step // done
+            for factor in {id(f): f for f in self.schedule.lr_lambdas}.values():
+                factor.replan(trainer.global_step, planned * steps_per_epoch)
+
+    def state_dict(self) -> dict:
+        return {"used": self.used, "plans": list(self.plans)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.used, self.plans = state["used"], [tuple(p) for p in state["plans"]]
+
+
+class WeightAverage(Callback):
+    """Keep an exponential moving average of the weights, updated after every training step.
+
+    ``average`` is a :class:`torch.optim.swa_utils.AveragedModel` with
+    ``use_buffers=True``: the BatchNorm statistics are averaged with the weights, so the
+    averaged model is evaluated as it is (no ``update_bn`` pass). Its ``module`` is a
+    model like the trained one: evaluate it with :func:`dlbook.train.predict`, and choose
+    between it and the last weights on validation. Each step's weights count with a
+    weight of ``1 - decay``, so the average spans about ``1 / (1 - decay)`` steps.
+
+    Args:
+        decay: the EMA's decay per step, in (0, 1).
+        name: the key its state is saved under (default ``"WeightAverage[<decay>]"``).
+
+    Example:
+        >>> from torch import nn
+        >>> ema = WeightAverage(decay=0.9)
+        >>> ema.on_fit_start(None, nn.Linear(2, 1))
+        >>> type(ema.average.module).__name__
+        'Linear'
+    """
+
+    def __init__(self, decay: float = 0.995, name: str | None = None):
+        if not 0 < decay < 1:
+            raise ValueError(f"decay={decay}; use a share in (0, 1), e.g. 0.995 to average about 200 steps")
+        self.decay, self.average, self._pending = decay, None, None
+        self.name = name or f"WeightAverage[{decay}]"
+
+    def on_fit_start(self, trainer, model) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        if self.average is None:
+            self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        if self._pending is not None:  # a resumed run: the checkpoint was read before fit started
+            self.average.load_state_dict(self._pending)
+            self._pending = None
+
+    def on_train_batch_end(self, trainer, model, loss: float) -> None:
+        self.average.update_parameters(model)
+
+    def state_dict(self) -> dict:
+        return {"average": None if self.average is None else self.average.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["average"] is None:
+            return
+        if self.average is None:
+            self._pending = state["average"]
+        else:
+            self.average.load_state_dict(state["average"])

@@ -86,6 +86,9 @@ class Trainer:
     def fit(self, train_loader, val_loader=None, epochs: int = 1, resume_from=None) -> History:
         """Train for up to ``epochs`` epochs (fewer if a callback stops it); return the history.
 
+        A callback may change the plan by setting ``trainer.max_epochs`` (:class:`dlbook.train.TimeBudget`
+        fits the epochs to a wall-clock budget that way).
+
         ``resume_from`` continues a run saved by :class:`Checkpoint` exactly where it stopped: the
         checkpoint is checked against this trainer first, then weights, optimizer, callbacks, history
         and the process-wide RNG states (Python, NumPy, torch) are restored, so the run continues as if
@@ -117,7 +120,11 @@ class Trainer:
         bar = self._progress_bar(total=None if per_epoch is None else (epochs - start_epoch) * per_epoch)
         # Checkpoints run last, so they see should_stop and every other callback's state for this epoch.
         at_epoch_end = sorted(self.callbacks, key=lambda cb: isinstance(cb, Checkpoint))
-        for epoch in range(start_epoch + 1, epochs + 1):
+        epoch = start_epoch
+        while epoch < self.max_epochs:  # a callback may change max_epochs (TimeBudget does)
+            epoch += 1
+            if bar is not None and per_epoch is not None:
+                bar.total = (self.max_epochs - start_epoch) * per_epoch
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)
             tic = time.perf_counter()
