@@ -9,8 +9,8 @@ function the chapter calls: first-call time apart, then batch-1 latency over rea
 images one at a time (median and p99), images per second over batches of 64, file size,
 and accuracy on the test images.
 
-The model is chapter 4.1's trained VGG-11 (``chapters/checkpoints/ch4_1_vgg11.pt``) where that
-checkpoint is present and matches ``dlbook.recipes.cifar10.FAST``'s model; otherwise an untrained
+The model is chapter 4.1's trained VGG-11, the weights it chose on validation
+(``chapters/checkpoints/ch4_1_vgg11.chosen.pt``), where that file is present and matches ``dlbook.recipes.cifar10.FAST``'s model; otherwise an untrained
 one with the same architecture, which times the same but makes the accuracy column (and
 int8's accuracy drop) meaningless; the JSON and the report say which. About 5 minutes on a
 2-core CPU::
@@ -34,7 +34,7 @@ from dlbook.deploy.quantize import quantize_static_onnx
 from dlbook.files import load_checked
 from dlbook.recipes.cifar10 import FAST
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "chapters" / "checkpoints" / "ch4_1_vgg11.pt"
+CHECKPOINT = Path(__file__).resolve().parents[1] / "chapters" / "checkpoints" / "ch4_1_vgg11.chosen.pt"
 
 
 def trained_model() -> tuple[torch.nn.Module, str]:
