@@ -52,16 +52,18 @@ def plot_history(history, metrics: Sequence[str] | None = None, axes=None, title
         axes = np.atleast_1d(axes)
         fig = axes[0].figure
     epochs = [r["epoch"] for r in records]
-    for split, style in (("train", "-o"), ("val", "-s")):
+    # a callback's own validation (e.g. WeightAverage's "ema_val_loss") is drawn beside the trainer's
+    splits = [("train", "-o"), ("val", "-s")] + [(k[:-len("_loss")], "-^") for k in keys if k.endswith("_val_loss")]
+    for split, style in splits:
         if f"{split}_loss" in keys:
-            axes[0].plot(epochs, [r[f"{split}_loss"] for r in records], style, ms=3, label=split)
+            axes[0].plot(epochs, [r[f"{split}_loss"] for r in records], style, ms=3, label=split.replace("_", " "))
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
     axes[0].legend()
     if metrics:
         for m in metrics:
-            for split, style in (("train", "-o"), ("val", "-s")):
+            for split, style in splits:
                 if f"{split}_{m}" in keys:
-                    axes[1].plot(epochs, [r[f"{split}_{m}"] for r in records], style, ms=3, label=f"{split} {m}")
+                    axes[1].plot(epochs, [r[f"{split}_{m}"] for r in records], style, ms=3, label=f"{split.replace('_', ' ')} {m}")
         axes[1].set(xlabel="epoch", title=", ".join(metrics))
         axes[1].legend()
     for ax in axes:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import dlbook.train.callbacks as callbacks
-from dlbook.train import Checkpoint, LRSchedule, TimeBudget, WarmupLinearDecay, WeightAverage, linear_warmup_decay
+from dlbook.train import Checkpoint, EarlyStopping, LRSchedule, TimeBudget, WarmupLinearDecay, WeightAverage, linear_warmup_decay
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,7 +106,7 @@ def test_weight_average_is_the_ema_of_the_steps(batches, blobs, make_trainer):
         def on_train_batch_end(self, trainer, model, loss):
             seen.append([p.detach().clone() for p in model.parameters()])
 
-    ema = WeightAverage(decay=0.75)
+    ema = WeightAverage(trainer.model, decay=0.75)
     trainer.callbacks = [Record(), ema]
     trainer.fit(loader, epochs=2)
     expected = seen[0]  # the first update copies the weights, then each step counts 1 - decay
@@ -116,14 +116,16 @@ def test_weight_average_is_the_ema_of_the_steps(batches, blobs, make_trainer):
         torch.testing.assert_close(got, want)
     assert not all(torch.equal(a, b) for a, b in zip(ema.average.module.parameters(), trainer.model.parameters()))
     with pytest.raises(ValueError, match="decay"):
-        WeightAverage(decay=1.0)
+        WeightAverage(trainer.model, decay=1.0)
 
 
 def test_weight_average_resumes_exactly(tmp_path, batches, blobs, make_trainer):
     x, y = blobs(64)
 
     def build(seed):
-        return make_trainer(seed=seed, callbacks=[WeightAverage(0.9), Checkpoint(tmp_path / "c.pt")])
+        t = make_trainer(seed=seed)
+        t.callbacks = [WeightAverage(t.model, 0.9), Checkpoint(tmp_path / "c.pt")]
+        return t
 
     straight = build(1)
     straight.fit(batches(x, y, seed=3), epochs=3)
@@ -133,3 +135,25 @@ def test_weight_average_resumes_exactly(tmp_path, batches, blobs, make_trainer):
     for a, b in itertools.zip_longest(resumed.callbacks[0].average.parameters(),
                                       straight.callbacks[0].average.parameters()):
         assert torch.equal(a, b)
+
+
+def test_early_stopping_on_the_average_keeps_the_averages_best_epoch(batches, blobs, make_trainer, capsys):
+    x, y = blobs(64)
+    trainer = make_trainer(progress="epochs")
+    ema = WeightAverage(trainer.model, 0.5, val_loader=batches(x, y))
+    # "max" of the loss: the best epoch is the first, so restoring it really changes the average
+    stopper = EarlyStopping("ema_val_loss", "max", patience=100, module=ema.average.module)
+    kept = []
+
+    class Watch(callbacks.Callback):
+        def on_train_epoch_end(self, trainer, model):
+            if stopper.best_epoch == trainer.history.records[-1]["epoch"]:
+                kept[:] = [p.detach().clone() for p in ema.average.module.parameters()]
+
+    trainer.callbacks = [ema, stopper, Watch()]  # the average is scored before the stopper reads its score
+    trainer.fit(batches(x, y), epochs=4)
+    assert "ema_val_accuracy" in trainer.history.records[-1] and "ema_val_loss" in capsys.readouterr().out
+    assert stopper.best_epoch == 1 and len(trainer.history.records) == 4
+    for got, want in zip(ema.average.module.parameters(), kept):
+        assert torch.equal(got, want)  # the average's best epoch restored into the average
+    assert not all(torch.equal(a, b) for a, b in zip(ema.average.module.parameters(), trainer.model.parameters()))

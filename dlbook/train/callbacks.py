@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from dlbook.train.inference import predict
+
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -67,6 +69,9 @@ class EarlyStopping(Callback):
         patience: epochs without improvement before stopping.
         min_delta: the smallest change that counts as an improvement.
         restore_best: load the best epoch's weights back into the model at the end.
+        module: whose weights are kept at the best epoch and restored, when ``monitor`` scores another
+            module than the trained model: e.g. ``ema.average.module`` with ``"ema_val_accuracy"``
+            from a :class:`WeightAverage` ``ema`` (default: the trained model).
         name: the key its state is saved under (default ``"EarlyStopping[<monitor>]"``).
 
     Example:
@@ -74,12 +79,12 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3,
-                 min_delta: float = 0.0, restore_best: bool = True, name: str | None = None):
+                 min_delta: float = 0.0, restore_best: bool = True, module=None, name: str | None = None):
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r}; use 'min' or 'max'")
         self.name = name or f"EarlyStopping[{monitor}]"
         self.monitor, self.mode, self.patience = monitor, mode, patience
-        self.min_delta, self.restore_best = min_delta, restore_best
+        self.min_delta, self.restore_best, self.module = min_delta, restore_best, module
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch, self.wait, self.best_state = -1, 0, None
 
@@ -89,7 +94,7 @@ class EarlyStopping(Callback):
         if _better(self.mode, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, record["epoch"], 0
             if self.restore_best:
-                self.best_state = copy.deepcopy(model.state_dict())
+                self.best_state = copy.deepcopy((self.module or model).state_dict())
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -97,7 +102,7 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer, model) -> None:
         if self.restore_best and self.best_state is not None:
-            model.load_state_dict(self.best_state)
+            (self.module or model).load_state_dict(self.best_state)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": self.best_state}
@@ -270,50 +275,64 @@ class TimeBudget(Callback):
 class WeightAverage(Callback):
     """Keep an exponential moving average of the weights, updated after every training step.
 
-    ``average`` is a :class:`torch.optim.swa_utils.AveragedModel` with
+    ``average`` is a :class:`torch.optim.swa_utils.AveragedModel` of ``model`` with
     ``use_buffers=True``: the BatchNorm statistics are averaged with the weights, so the
     averaged model is evaluated as it is (no ``update_bn`` pass). Its ``module`` is a
     model like the trained one: evaluate it with :func:`dlbook.train.predict`, and choose
     between it and the last weights on validation. Each step's weights count with a
-    weight of ``1 - decay``, so the average spans about ``1 / (1 - decay)`` steps.
+    weight of ``1 - decay``, so the average spans about ``1 / (1 - decay)`` steps. When
+    training starts, the average moves to the trainer's device and memory format.
+
+    With ``val_loader``, the average is also scored after every epoch, with the trainer's loss
+    and metrics, into the epoch record as ``<prefix>val_loss``, ``<prefix>val_accuracy``...
+    (``ema_val_accuracy`` by default), before the callbacks after it in the list run: an
+    :class:`EarlyStopping` placed after it can monitor the average (``module=ema.average.module``),
+    whose validation curve is far smoother than the trained weights' while the learning rate is high.
 
     Args:
+        model: the model being trained.
         decay: the EMA's decay per step, in (0, 1).
+        val_loader: batches to score the average on after every epoch; None scores nothing.
+        prefix: what the keys of that score start with; give two scored averages distinct ones.
         name: the key its state is saved under (default ``"WeightAverage[<decay>]"``).
 
     Example:
         >>> from torch import nn
-        >>> ema = WeightAverage(decay=0.9)
-        >>> ema.on_fit_start(None, nn.Linear(2, 1))
+        >>> ema = WeightAverage(nn.Linear(2, 1), decay=0.9)
         >>> type(ema.average.module).__name__
         'Linear'
     """
 
-    def __init__(self, decay: float = 0.995, name: str | None = None):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.995, val_loader=None, prefix: str = "ema_",
+                 name: str | None = None):
         if not 0 < decay < 1:
             raise ValueError(f"decay={decay}; use a share in (0, 1), e.g. 0.995 to average about 200 steps")
-        self.decay, self.average, self._pending = decay, None, None
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.decay, self.val_loader, self.prefix = decay, val_loader, prefix
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.name = name or f"WeightAverage[{decay}]"
 
     def on_fit_start(self, trainer, model) -> None:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        if self.average is None:
-            self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
-        if self._pending is not None:  # a resumed run: the checkpoint was read before fit started
-            self.average.load_state_dict(self._pending)
-            self._pending = None
+        if trainer.channels_last:
+            self.average.to(trainer.device, memory_format=torch.channels_last)
+        else:
+            self.average.to(trainer.device)
 
     def on_train_batch_end(self, trainer, model, loss: float) -> None:
         self.average.update_parameters(model)
 
+    def on_train_epoch_end(self, trainer, model) -> None:
+        if self.val_loader is None:
+            return
+        outputs, targets = predict(self.average.module, self.val_loader, device=trainer.device,
+                                   precision=trainer.precision, channels_last=trainer.channels_last)
+        record = trainer.history.records[-1]
+        record[f"{self.prefix}val_loss"] = float(trainer.loss_fn(outputs, targets.to(outputs.device)))
+        record.update({f"{self.prefix}val_{k}": float(fn(outputs, targets)) for k, fn in trainer.metrics.items()})
+
     def state_dict(self) -> dict:
-        return {"average": None if self.average is None else self.average.state_dict()}
+        return {"average": self.average.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["average"] is None:
-            return
-        if self.average is None:
-            self._pending = state["average"]
-        else:
-            self.average.load_state_dict(state["average"])
+        self.average.load_state_dict(state["average"])

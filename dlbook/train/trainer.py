@@ -140,7 +140,7 @@ class Trainer:
             self.history.append(record)
             for cb in at_epoch_end:
                 cb.on_train_epoch_end(self, self.model)
-            self._log(record)
+            self._log(self.history.records[-1])  # with what the callbacks added (e.g. WeightAverage's scores)
             if self.should_stop:
                 break
         if bar is not None:
