@@ -157,3 +157,16 @@ def test_early_stopping_on_the_average_keeps_the_averages_best_epoch(batches, bl
     for got, want in zip(ema.average.module.parameters(), kept):
         assert torch.equal(got, want)  # the average's best epoch restored into the average
     assert not all(torch.equal(a, b) for a, b in zip(ema.average.module.parameters(), trainer.model.parameters()))
+
+
+def test_history_plot_draws_the_averages_validation_beside_the_trainers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook.viz import plot_history
+
+    records = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "ema_val_loss": 1.05 / e,
+                "train_accuracy": 0.5, "val_accuracy": 0.4, "ema_val_accuracy": 0.45} for e in (1, 2)]
+    fig = plot_history(records)
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert labels == [["train", "val", "ema val"], ["train accuracy", "val accuracy", "ema val accuracy"]]
