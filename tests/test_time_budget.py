@@ -56,6 +56,9 @@ def test_epochs_that_fit():
     assert budget.epochs_that_fit(done=9, elapsed=99.0, last=11.0) == 9  # no time for another
     with pytest.raises(ValueError, match="margin"):
         TimeBudget(100.0, margin=0)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(TypeError, match="linear_warmup_decay"):
+        TimeBudget(100.0, torch.optim.lr_scheduler.StepLR(opt, step_size=1))
 
 
 def test_time_budget_fits_the_epochs_and_the_schedule_ends_at_zero(monkeypatch, batches, blobs, make_trainer):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dlbook.train.inference import predict
 
@@ -237,6 +238,10 @@ class TimeBudget(Callback):
     def __init__(self, seconds: float, schedule=None, margin: float = 0.95, name: str | None = None):
         if not seconds > 0 or not 0 < margin <= 1:
             raise ValueError(f"need seconds > 0 (got {seconds}) and 0 < margin <= 1 (got {margin})")
+        if schedule is not None and not all(hasattr(f, "replan") for f in getattr(schedule, "lr_lambdas", [None])):
+            raise TypeError(f"TimeBudget moves the end of a linear_warmup_decay schedule, not of a "
+                            f"{type(schedule).__name__}; build the schedule with dlbook.train.linear_warmup_decay, "
+                            "or pass schedule=None to plan only the epochs")
         self.seconds, self.schedule, self.margin = seconds, schedule, margin
         self.name = name or "TimeBudget"
         self.used, self.plans, self._start = 0.0, [], None
@@ -307,8 +312,6 @@ class WeightAverage(Callback):
                  name: str | None = None):
         if not 0 < decay < 1:
             raise ValueError(f"decay={decay}; use a share in (0, 1), e.g. 0.995 to average about 200 steps")
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
         self.decay, self.val_loader, self.prefix = decay, val_loader, prefix
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.name = name or f"WeightAverage[{decay}]"
