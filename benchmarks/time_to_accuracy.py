@@ -10,8 +10,12 @@ The claims measured:
 * ``vgg11``: chapter 4.1's VGG-11-BN recipe on CIFAR-10, ``dlbook.recipes.cifar10.FAST``
   (a linear head with logits x 1/8, Nesterov SGD warmed up to 0.2 and decayed linearly to 0,
   weight decay 5e-4 on weights only, label smoothing 0.2, batch 256, crop and flip on
-  batches, bf16 autocast, channels-last, test-time flips), its epoch count set from the
-  measured speed so that it fits the budget, as the chapter does; 2 seeds, against
+  batches, bf16 autocast, channels-last), trained as the chapter trains it: a first epoch
+  count from the measured speed, re-planned after every epoch by ``dlbook.train.TimeBudget``
+  so that the run fills the budget, and scored as the chapter delivers it, the moving
+  average of the weights (EMA 0.998) with test-time flips, the pair chapter 4.1 chose on
+  validation. It has no validation split to stop on: its schedule ends at 0 when the budget
+  does, which is when the chapter's early stopping kept its last epoch too. 2 seeds, against
   ``peer``: the recipe readers copy from the widely used ``kuangliu/pytorch-cifar``
   (VGG11 with BatchNorm and one linear classifier, SGD lr 0.1, momentum 0.9, weight decay
   5e-4, cosine schedule, crop + flip, batch 128, float32, a torchvision ``DataLoader`` of
@@ -50,29 +54,40 @@ from dlbook.models.lenet import LeNet5
 from dlbook.models.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from dlbook.models.vgg import vgg11
 from dlbook.recipes.cifar10 import FAST, epochs_for_budget, images_per_second, tta_views
-from dlbook.train import Callback, LRSchedule, Trainer, autocast, autocast_dtype, predict, seed_everything
+from dlbook.train import (Callback, LRSchedule, TimeBudget, Trainer, WeightAverage, autocast, autocast_dtype, predict,
+                          seed_everything)
 
+EMA_DECAY = 0.998  # the average chapter 4.1 chose on validation (with flips) in its run of commit 58557d0
 THRESHOLDS = {"lenet5": (0.88, 0.90), "bilstm": (0.78, 0.80), "vgg11": (0.85, 0.90), "peer": (0.85, 0.90)}
 
 
 class TestClock(Callback):
-    """After every epoch: add the epoch's training time to the clock, then measure test accuracy off the clock.
+    """After every epoch: read the training clock, then measure test accuracy off the clock.
 
-    Stops the fit once the training clock passes ``budget_s``.
+    ``clock`` is the training clock: the wall clock less the time spent in these
+    evaluations, so a :class:`dlbook.train.TimeBudget` given ``clock=test_clock.clock`` plans
+    with training time only (place the budget before this callback). Stops the fit once the
+    training clock passes ``budget_s``.
     """
 
     def __init__(self, evaluate, budget_s: float = math.inf):
         self.evaluate, self.budget_s = evaluate, budget_s
+        self.off_s, self.start, self.curve = 0.0, 0.0, []
+
+    def clock(self) -> float:
+        """Seconds on the training clock (any origin): :func:`time.perf_counter` less the evaluations."""
+        return time.perf_counter() - self.off_s
 
     def on_fit_start(self, trainer, model) -> None:
-        self.train_s, self.curve, self.tic = 0.0, [], time.perf_counter()
+        self.curve, self.start = [], self.clock()
 
     def on_train_epoch_end(self, trainer, model) -> None:
-        self.train_s += time.perf_counter() - self.tic
-        self.curve.append((round(self.train_s, 2), self.evaluate(model)))
-        if self.train_s >= self.budget_s:
+        train_s = self.clock() - self.start
+        tic = time.perf_counter()
+        self.curve.append((round(train_s, 2), self.evaluate(model)))
+        self.off_s += time.perf_counter() - tic
+        if train_s >= self.budget_s:
             trainer.should_stop = True
-        self.tic = time.perf_counter()
 
 
 def time_to(curve: list[tuple[float, float]], threshold: float) -> float | None:
@@ -99,7 +114,7 @@ def evaluator(loader, device, precision="fp32", tta=None):
     return evaluate
 
 
-def lenet5(seed: int, args, device) -> list:
+def lenet5(seed: int, args, device) -> tuple[list, dict]:
     x_all, y_all = load_fashion_mnist("train")
     x_test, y_test = load_fashion_mnist("test")
     train_idx, _ = stratified_split(y_all, val_size=5_000, seed=seed)  # chapter 3.1's split: 55,000 train
@@ -121,10 +136,10 @@ def lenet5(seed: int, args, device) -> list:
     clock = TestClock(evaluator(test, device))
     Trainer(model, opt, nn.CrossEntropyLoss(), device=device, callbacks=[LRSchedule(schedule, "batch"), clock],
             progress=False).fit(train, None, epochs=epochs)
-    return clock.curve
+    return clock.curve, {}
 
 
-def bilstm(seed: int, args, device) -> list:
+def bilstm(seed: int, args, device) -> tuple[list, dict]:
     texts, labels = {}, {}
     for split in ("train", "test"):
         texts[split], labels[split] = load_sst(split)
@@ -150,7 +165,7 @@ def bilstm(seed: int, args, device) -> list:
                     train, None, epochs=1 if args.quick else 10)
     finally:
         torch.set_num_threads(threads)
-    return clock.curve
+    return clock.curve, {}
 
 
 def _cifar(seed: int, args):
@@ -162,8 +177,9 @@ def _cifar(seed: int, args):
     return images[train_idx], labels[train_idx], x_test, y_test
 
 
-def vgg11_dlbook(seed: int, args, device) -> list:
-    """Chapter 4.1's recipe (``dlbook.recipes.cifar10.FAST``), its epochs set from the measured speed and the budget."""
+def vgg11_dlbook(seed: int, args, device) -> tuple[list, dict]:
+    """Chapter 4.1's recipe (``dlbook.recipes.cifar10.FAST``) and its procedure: the epochs fitted to the budget by
+    :class:`dlbook.train.TimeBudget`, the moving average of the weights scored with the chosen test-time views."""
     x, y, x_test, y_test = _cifar(seed, args)
     recipe = FAST.replace(batch_size=32 if args.quick else args.batch_size,
                           peak_lr=FAST.peak_lr * (32 if args.quick else args.batch_size) / FAST.batch_size)
@@ -173,7 +189,7 @@ def vgg11_dlbook(seed: int, args, device) -> list:
         epochs = 1
     elif args.vgg_epochs:
         epochs = args.vgg_epochs
-    else:  # as chapter 4.1 does: the whole epochs that fit in the budget at the measured speed
+    else:  # as chapter 4.1 does: a first plan from the measured speed, which TimeBudget re-plans
         speed = images_per_second(recipe, x[:4 * recipe.batch_size], y[:4 * recipe.batch_size], device)
         epochs = epochs_for_budget(speed, len(x), args.minutes * 60)
         print(f"vgg11 seed {seed}: {speed:.0f} training images/s -> {epochs} epochs in {args.minutes:g} min", flush=True)
@@ -188,11 +204,23 @@ def vgg11_dlbook(seed: int, args, device) -> list:
         model.compile()  # compiles in place: the optimizer keeps the same parameters
         compile_s = prime_compiled(model, train, device)
         print(f"vgg11 seed {seed}: torch.compile took {compile_s:.0f} s, outside the training clock", flush=True)
-    clock = TestClock(evaluator(test, device, "auto", tta_views(recipe.tta)), budget_s=args.minutes * 60)
+    schedule = recipe.schedule(opt, len(train))
+    ema = WeightAverage(model, EMA_DECAY)
+    score = evaluator(test, device, "auto", tta_views(recipe.tta))
+    clock = TestClock(lambda _trained: score(ema.average.module), budget_s=args.minutes * 60)
+    callbacks = [LRSchedule(schedule, "batch"), ema]
+    budget = None
+    if not args.vgg_epochs:  # the budget, on the training clock (the quick mode's 1-second one keeps its 1 epoch)
+        budget = TimeBudget(1.0 if args.quick else args.minutes * 60, schedule, margin=0.95, clock=clock.clock)
+        callbacks.append(budget)
     Trainer(model, opt, recipe.loss(), device=device, precision="auto", channels_last=True,
-            callbacks=[LRSchedule(recipe.schedule(opt, len(train)), "batch"), clock], progress=False).fit(
-                train, None, epochs=recipe.epochs)
-    return clock.curve
+            callbacks=[*callbacks, clock], progress=False).fit(train, None, epochs=recipe.epochs)
+    plans = budget.plans if budget else []
+    if plans:
+        print(f"vgg11 seed {seed}: first plan {recipe.epochs} epochs; re-planned (after epoch -> epochs): "
+              + ", ".join(f"{done} -> {planned}" for done, planned in plans), flush=True)
+    return clock.curve, {"epochs_planned_first": recipe.epochs, "plans": plans, "weights": f"EMA {EMA_DECAY}",
+                         "tta": recipe.tta}
 
 
 def prime_compiled(model: nn.Module, loader, device) -> float:
@@ -217,7 +245,7 @@ def prime_compiled(model: nn.Module, loader, device) -> float:
     return time.perf_counter() - tic
 
 
-def vgg11_peer(seed: int, args, device) -> list:
+def vgg11_peer(seed: int, args, device) -> tuple[list, dict]:
     """The peer recipe as a reader writes it: a plain loop, a DataLoader of PIL images, float32."""
     import torchvision.transforms as T
 
@@ -251,7 +279,7 @@ def vgg11_peer(seed: int, args, device) -> list:
         else:
             schedule.step()
         curve.append((round(train_s, 2), evaluate(model)))
-    return curve
+    return curve, {}
 
 
 TASKS = {"lenet5": (lenet5, 3), "bilstm": (bilstm, 3), "vgg11": (vgg11_dlbook, 2), "peer": (vgg11_peer, 1)}
@@ -299,8 +327,8 @@ def across_runs(newest_first: list[dict]) -> str | None:
         ...      "tasks": {"vgg11": {"curves": {"0": [[70.0, 0.79], [140.0, 0.84]]}}}}
         >>> print(across_runs([a, b]))
         across the 2 runs, vgg11 seeds [0, 1]: final 85.00% (range 84.00%-86.00%); to 85%: 2.0 min (2.0-2.0), 1/2 seeds; to 90%: never (0/2)
-          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned from the budget, on Xeon
-          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, on EPYC
+          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned once from the budget, last weights with flip, on Xeon
+          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip, on EPYC
     """
     found: dict[str, dict[int, tuple[list, dict]]] = {}
     for r in newest_first:
@@ -318,11 +346,35 @@ def across_runs(newest_first: list[dict]) -> str | None:
         for seed, (curve, r) in by_seed.items():
             how = ""
             if task == "vgg11":
-                how = (", epochs fixed by --vgg-epochs" if r["settings"].get("vgg_epochs")
-                       else ", epochs planned from the budget")
+                how = ", " + vgg_procedure(r["settings"], r["tasks"][task].get("runs", {}).get(str(seed)))
             lines.append(f"  seed {seed}: {curve[-1][1]:.2%} after {len(curve)} epochs, {curve[-1][0] / 60:.1f} min of "
                          f"training{how}, on {r['machine']['cpu']}")
     return "\n".join(lines) or None
+
+
+def vgg_procedure(settings: dict, run: dict | None) -> str:
+    """How one seed of dlbook's VGG-11 set its epochs and which weights it scored, in a phrase.
+
+    ``run`` is the seed's entry of the task's ``runs`` (None in results from before
+    TimeBudget, which planned the epochs once and scored the last weights).
+
+    Example:
+        >>> vgg_procedure({"vgg_epochs": None}, {"epochs_planned_first": 26, "plans": [[1, 30], [3, 31]],
+        ...                                     "weights": "EMA 0.998", "tta": "flip"})
+        'epochs planned 26, re-planned by TimeBudget to 31, EMA 0.998 weights with flip'
+        >>> vgg_procedure({"vgg_epochs": 18}, None)
+        'epochs fixed by --vgg-epochs, last weights with flip'
+    """
+    if settings.get("vgg_epochs"):
+        epochs = "epochs fixed by --vgg-epochs"
+    elif run is None:
+        epochs = "epochs planned once from the budget"
+    else:
+        plans = run["plans"]
+        epochs = f"epochs planned {run['epochs_planned_first']}" + (
+            f", re-planned by TimeBudget to {plans[-1][1]}" if plans else ", kept by TimeBudget")
+    weights = f"{run['weights']} weights with {run['tta']}" if run else "last weights with flip"
+    return f"{epochs}, {weights}"
 
 
 def compare_with_peer(tasks: dict) -> dict:
@@ -357,14 +409,16 @@ def run(args) -> dict:
         fn, n_seeds = TASKS[task]
         n_seeds = args.seeds or n_seeds
         seeds = [args.seed] if args.quick else list(range(args.seed, args.seed + n_seeds))
-        curves = {}
+        curves, notes = {}, {}
         for seed in seeds:
             tic = time.perf_counter()
-            curves[seed] = fn(seed, args, device)
+            curves[seed], notes[seed] = fn(seed, args, device)
             print(f"{task:7s} seed {seed}: final test accuracy {curves[seed][-1][1]:.4f} after "
                   f"{curves[seed][-1][0]:.0f} s of training ({time.perf_counter() - tic:.0f} s with evaluation)",
                   flush=True)
         result["tasks"][task] = summarise(task, curves)
+        if any(notes.values()):  # what each seed's run decided on its own (VGG-11: its plans)
+            result["tasks"][task]["runs"] = {str(seed): n for seed, n in notes.items()}
     if {"vgg11", "peer"} <= set(result["tasks"]):
         result["peer_comparison"] = compare_with_peer(result["tasks"])
     return result
@@ -382,8 +436,10 @@ def report(result: dict) -> str:
                      f"than planned from the budget, in {vgg['train_s'] / 60:.1f} min (median over seeds)")
     elif vgg and not result["settings"].get("quick"):
         budget_s = result["settings"]["minutes"] * 60
-        lines.append(f"  dlbook's VGG-11 epochs, planned from its measured speed, took {vgg['train_s'] / 60:.1f} min of "
-                     f"the {budget_s / 60:g}-min budget ({vgg['train_s'] / budget_s:.0%}; median over seeds)")
+        lines.append(f"  dlbook's VGG-11 took {vgg['train_s'] / 60:.1f} min of the {budget_s / 60:g}-min budget "
+                     f"({vgg['train_s'] / budget_s:.0%}; median over seeds)")
+        for seed, run in vgg.get("runs", {}).items():
+            lines.append(f"    seed {seed}: {vgg_procedure(result['settings'], run)}")
     left_out = [task for task in TASKS if task not in result["tasks"]]
     if left_out:
         lines.append(f"  not run (--tasks left them out): {', '.join(left_out)}"

@@ -87,6 +87,18 @@ def test_time_budget_stops_when_the_time_is_spent(monkeypatch, batches, blobs, m
     assert len(history.records) == 1 and budget.plans == [(1, 1)]
 
 
+def test_time_budget_reads_the_clock_it_is_given(monkeypatch, batches, blobs, make_trainer):
+    x, y = blobs(64)
+    monkeypatch.setattr(callbacks.time, "perf_counter", FakeClock(1000.0))  # on the wall clock the budget is spent at once
+    training = FakeClock(1.0)  # the clock given: 1 s a reading
+    budget = TimeBudget(12.0, margin=1.0, clock=training)
+    trainer = make_trainer(callbacks=[budget])
+    history = trainer.fit(batches(x, y), epochs=20)
+    assert 1 < len(history.records) < 20 and budget.used <= 12.0
+    assert budget.used == training.now - 1.0  # read once when fit starts, once after every epoch
+    assert budget.plans[-1][1] == len(history.records)
+
+
 def test_time_budget_resumes_with_the_time_it_had_used(tmp_path, monkeypatch, batches, blobs, make_trainer):
     x, y = blobs(64)
     monkeypatch.setattr(callbacks.time, "perf_counter", FakeClock(1.0))

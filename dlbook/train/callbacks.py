@@ -18,6 +18,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -212,7 +213,8 @@ class TimeBudget(Callback):
     A speed measured before training (a few steps, without validation) misses the time
     the validation passes, the data shuffling and the machine's slower spells take. This
     callback times the real epochs instead. After each epoch it takes the slower of the
-    mean epoch so far and the last one, works out how many more whole epochs fit in
+    mean epoch so far and the last one (from one epoch's end to the next, so the work
+    of the callbacks at an epoch's end counts too), works out how many more whole epochs fit in
     ``margin`` of the time left, sets ``trainer.max_epochs`` to that, and moves the end of
     ``schedule`` (a :func:`dlbook.train.linear_warmup_decay`) with it, so the learning rate
     still reaches 0 on the last step, with no jump. ``fit(epochs=...)`` is the first plan.
@@ -228,6 +230,9 @@ class TimeBudget(Callback):
         margin: the share of the time left to plan for; the rest absorbs epochs slower than
             the ones seen so far.
         name: the key its state is saved under (default ``"TimeBudget"``).
+        clock: the seconds counter the budget reads (default :func:`time.perf_counter`). Pass one
+            that stands still during work the budget should leave out, such as the test-set
+            evaluations the time-to-accuracy benchmark runs off its training clock.
 
     Example:
         >>> budget = TimeBudget(45 * 60, margin=0.95)
@@ -235,14 +240,15 @@ class TimeBudget(Callback):
         31
     """
 
-    def __init__(self, seconds: float, schedule=None, margin: float = 0.95, name: str | None = None):
+    def __init__(self, seconds: float, schedule=None, margin: float = 0.95, name: str | None = None,
+                 clock: Callable[[], float] | None = None):
         if not seconds > 0 or not 0 < margin <= 1:
             raise ValueError(f"need seconds > 0 (got {seconds}) and 0 < margin <= 1 (got {margin})")
         if schedule is not None and not all(hasattr(f, "replan") for f in getattr(schedule, "lr_lambdas", [None])):
             raise TypeError(f"TimeBudget moves the end of a linear_warmup_decay schedule, not of a "
                             f"{type(schedule).__name__}; build the schedule with dlbook.train.linear_warmup_decay, "
                             "or pass schedule=None to plan only the epochs")
-        self.seconds, self.schedule, self.margin = seconds, schedule, margin
+        self.seconds, self.schedule, self.margin, self.clock = seconds, schedule, margin, clock
         self.name = name or "TimeBudget"
         self.used, self.plans, self._start = 0.0, [], None
 
@@ -251,13 +257,16 @@ class TimeBudget(Callback):
         per_epoch = max(elapsed / done, last)
         return done + max(0, math.floor((self.seconds - elapsed) * self.margin / per_epoch))
 
+    def _now(self) -> float:
+        return self.clock() if self.clock is not None else time.perf_counter()
+
     def on_fit_start(self, trainer, model) -> None:
-        self._start = time.perf_counter() - self.used
+        self._start = self._now() - self.used
 
     def on_train_epoch_end(self, trainer, model) -> None:
-        self.used = time.perf_counter() - self._start
+        before, self.used = self.used, self._now() - self._start
         done = len(trainer.history.records)
-        planned = self.epochs_that_fit(done, self.used, trainer.history.records[-1]["time_s"])
+        planned = self.epochs_that_fit(done, self.used, self.used - before)  # last: on this clock, since the last epoch's end
         if planned == trainer.max_epochs:
             return
         if planned <= done:  # no time for another epoch
