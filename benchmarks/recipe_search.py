@@ -16,7 +16,10 @@ The candidates (``dlbook.recipes.cifar10``):
   translation for short schedules (this is ``FAST``, the recipe the chapter trains);
 * ``page+dropout``: ``PAGE`` with the article's dropout (0.5, before the linear head);
 * ``fast+batch128``: ``FAST`` at batch 128 with the peak learning rate halved to 0.1 (the
-  linear scaling rule): twice the steps for the same images, as in the usual CIFAR-10 recipes.
+  linear scaling rule): twice the steps for the same images, as in the usual CIFAR-10 recipes;
+* ``fast+whiten``: ``FAST`` with airbench's frozen whitening first layer (54 of the first
+  convolution's 64 filters set from the principal directions of the training images' 3x3
+  patches, :func:`dlbook.models.vgg.patch_whitening_`).
 
 Candidates can be run in separate invocations (``--candidates``) into separate files with the
 same settings; the chapter reads every file with its settings and shows them together.
@@ -48,6 +51,7 @@ CANDIDATES = {
     "page+pad2": PAGE.replace(crop_padding=2),  # == FAST
     "page+dropout": PAGE.replace(dropout=0.5),
     "fast+batch128": FAST.replace(batch_size=128, peak_lr=0.1),
+    "fast+whiten": FAST.replace(whiten=True),
 }
 
 
@@ -70,7 +74,7 @@ def run(args) -> dict:
         train = TensorLoader(x, y, recipe.batch_size, shuffle=True, drop_last=True, seed=args.seed,
                              transform=recipe.train_transform())
         val = TensorLoader(x_val, y_val, 500, transform=recipe.eval_transform())
-        model = recipe.model()
+        model = recipe.model(x)  # the training subset: what a whitening first layer is set from
         optimizer = recipe.optimizer(model)
         trainer = Trainer(model, optimizer, recipe.loss(), device=device, precision="auto", channels_last=True,
                           metrics={"accuracy": accuracy}, progress="epochs",  # one line an epoch, to watch a long proxy

@@ -1,9 +1,12 @@
 """Chapter 4.1's exercise checks accept a correct answer and reject the usual slips, naming each."""
 
+import math
+
 import pytest
 import torch
 
-from dlbook.exercises.ch4_1 import check_decay_groups, check_flip_tta, check_warmup_decay
+from dlbook.exercises.ch4_1 import (EPOCH_SLIPS, check_decay_groups, check_ema_update, check_epochs_that_fit,
+                                    check_flip_tta, check_warmup_decay)
 from exercise_asserts import rejected  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,3 +88,53 @@ def test_warmup_decay_rejects_off_by_one_and_a_start_at_the_peak():
     rejected(check_warmup_decay(lambda s, t, p, w: lr_at(s + 1, t, p, w)), "expected", "warm-up")
     rejected(check_warmup_decay(lambda s, t, p, w: p * (t - s) / t), "expected")
     rejected(check_warmup_decay(lambda s, t, p, w: (_ for _ in ()).throw(NotImplementedError())), "not written yet")
+
+
+# -- exercise 4: re-planning the epochs --------------------------------------------------------
+
+def epochs_that_fit(seconds, done, elapsed, last, margin):
+    return done + max(0, math.floor(margin * (seconds - elapsed) / max(elapsed / done, last)))
+
+
+def test_epochs_that_fit_accepts_the_budget_rule():
+    assert check_epochs_that_fit(epochs_that_fit).passed
+
+
+@pytest.mark.parametrize("slip", list(EPOCH_SLIPS))
+def test_epochs_that_fit_names_each_slip(slip):
+    rejected(check_epochs_that_fit(EPOCH_SLIPS[slip][0]), slip)
+
+
+def test_epochs_that_fit_rejects_fractions_and_other_answers():
+    rejected(check_epochs_that_fit(lambda s, d, e, la, m: (s - e) / la), "whole numbers")
+    rejected(check_epochs_that_fit(lambda s, d, e, la, m: d + 1), "expected")
+
+
+# -- exercise 5: a moving average of the weights -----------------------------------------------
+
+def ema_update(average, model, decay):
+    with torch.no_grad():
+        for a, p in zip([*average.parameters(), *average.buffers()], [*model.parameters(), *model.buffers()]):
+            if a.is_floating_point():
+                a.mul_(decay).add_(p, alpha=1 - decay)
+
+
+def test_ema_update_accepts_parameters_and_buffers():
+    assert check_ema_update(ema_update).passed
+
+
+def test_ema_update_names_the_usual_slips():
+    def params_only(average, model, decay):
+        with torch.no_grad():
+            for a, p in zip(average.parameters(), model.parameters()):
+                a.lerp_(p, 1 - decay)
+
+    def rebinds(average, model, decay):
+        for a, p in zip(average.parameters(), model.parameters()):
+            a = decay * a + (1 - decay) * p  # noqa: F841 (the slip)
+
+    rejected(check_ema_update(params_only), "buffers")
+    rejected(check_ema_update(lambda a, m, d: ema_update(a, m, 1 - d)), "swapped")
+    rejected(check_ema_update(rebinds), "did not change")
+    rejected(check_ema_update(lambda a, m, d: a.load_state_dict(m.state_dict())), "copy of the model")
+    rejected(check_ema_update(lambda a, m, d: ema_update(a, m, d / 2)), "differ from the reference")

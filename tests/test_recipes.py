@@ -116,3 +116,17 @@ def test_search_tables_without_the_baseline_or_any_run():
     unfinished = _search_run("2026-12-02 21:10 UTC", 16, 15000, {"page": 0.87})
     del unfinished["load_average_after"]                        # the script reports before it adds this
     assert "load 0.5 before\n" in search_tables([unfinished])
+
+
+def test_a_whitened_recipe_sets_its_first_layer_from_training_images():
+    recipe = FAST.replace(whiten=True)
+    with pytest.raises(ValueError, match="training images"):
+        recipe.model()
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(0)
+    first = recipe.model(images).features[0]
+    torch.manual_seed(0)
+    plain = FAST.model(images).features[0]   # without whiten the images are not used
+    assert not first.weight.requires_grad and plain.weight.requires_grad
+    assert torch.equal(first.weight[27:54], -first.weight[:27]) and torch.equal(first.weight[54:], plain.weight[54:])
+    assert len(recipe.optimizer(recipe.model(images)).param_groups[0]["params"]) == 7 + 1  # the 7 trained conv weights and the linear one

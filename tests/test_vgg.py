@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dlbook.models.vgg import CFGS, VGG, VGGConfig, make_layers, vgg11, vgg13, vgg16, vgg19
+from dlbook.models.vgg import CFGS, VGG, VGGConfig, make_layers, patch_whitening_, vgg11, vgg13, vgg16, vgg19
 
 TORCHVISION_KEYS = {11: "A", 13: "B", 16: "D", 19: "E"}
 
@@ -139,3 +139,25 @@ def test_logit_scale_multiplies_the_logits_and_must_be_positive():
     assert torch.allclose(scaled(x), plain(x) * 0.125, atol=1e-6)
     with pytest.raises(ValueError, match="logit_scale"):
         VGGConfig(logit_scale=0.0)
+
+
+def test_patch_whitening_whitens_the_patches_and_freezes_the_weight():
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(3, 3, generator=g)  # correlated colour channels, smoothed in space: patches far from white
+    images = torch.einsum("ij,njhw->nihw", mix, torch.randn(16, 3, 34, 34, generator=g))
+    images = 10 * torch.nn.functional.avg_pool2d(images, 3, stride=1)  # (16, 3, 32, 32); x10: eigenvalues >> eps
+    conv = nn.Conv2d(3, 64, 3, padding=0)
+    before = conv.weight[54:].detach().clone()
+    assert patch_whitening_(conv, images, generator=g) == 54
+    out = torch.nn.functional.conv2d(images, conv.weight[:27]).permute(0, 2, 3, 1).reshape(-1, 27)
+    cov = out.T @ out / len(out)
+    assert torch.allclose(cov, torch.eye(27), atol=0.05)  # the 27 filters whiten the 3x3 patches
+    assert torch.equal(conv.weight[27:54], -conv.weight[:27]) and torch.equal(conv.weight[54:], before)
+    assert not conv.weight.requires_grad and conv.bias.requires_grad
+
+
+def test_patch_whitening_refuses_too_few_filters_and_raw_images():
+    with pytest.raises(ValueError, match="54 filters"):
+        patch_whitening_(nn.Conv2d(3, 32, 3), torch.randn(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="normalised float"):
+        patch_whitening_(nn.Conv2d(3, 64, 3), torch.zeros(2, 3, 8, 8, dtype=torch.uint8))

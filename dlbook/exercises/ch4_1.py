@@ -7,6 +7,12 @@
   each image and its mirror with the model in evaluation mode.
 * :func:`check_warmup_decay`: the learning rate of chapter 4.1's schedule at every step,
   checked against ``dlbook.train.linear_warmup_decay``.
+* :func:`check_epochs_that_fit`: re-planning the epochs to the time left, as
+  ``dlbook.train.TimeBudget`` does after every epoch, checked against it on cases that tell
+  the usual slips apart (the mean epoch alone, the last alone, no margin, no clamp).
+* :func:`check_ema_update`: one step of the moving average of the weights, parameters and
+  BatchNorm statistics alike, checked against ``torch.optim.swa_utils.AveragedModel`` (what
+  ``dlbook.train.WeightAverage`` keeps) over a few real training steps.
 
 Example:
     >>> from dlbook.exercises import report
@@ -18,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable
 
 import torch
@@ -182,4 +189,141 @@ def check_warmup_decay(fn: Callable[[int, int, float, int], float]) -> Check:
     return run_check("4.1 exercise 3 (warm-up and linear decay)", body)
 
 
-__all__ = ["check_decay_groups", "check_flip_tta", "check_warmup_decay"]
+# (seconds, done, elapsed, last, margin): a first epoch; a last epoch slower than the mean; one faster; the
+# time nearly spent; overspent; no margin
+EPOCH_CASES = ((2700.0, 1, 82.0, 82.0, 0.95), (2700.0, 10, 900.0, 120.0, 0.95), (2700.0, 10, 1000.0, 80.0, 0.95),
+               (2700.0, 30, 2690.0, 90.0, 0.95), (2700.0, 31, 2750.0, 90.0, 0.95), (600.0, 2, 200.0, 100.0, 1.0))
+
+# the usual slips, each as the formula it computes, with what it does wrong and what to do instead
+EPOCH_SLIPS = {
+    "timing by the mean epoch alone": (
+        lambda s, d, e, la, m: d + max(0, math.floor((s - e) * m / (e / d))),
+        "when the last epoch was slower than the mean (the machine got busier, validation grew), the plan "
+        "overruns the budget", "time the next epochs at max(elapsed / done, last)"),
+    "timing by the last epoch alone": (
+        lambda s, d, e, la, m: d + max(0, math.floor((s - e) * m / la)),
+        "one fast epoch makes the plan too long", "time the next epochs at max(elapsed / done, last)"),
+    "planning without the margin": (
+        lambda s, d, e, la, m: d + max(0, math.floor((s - e) / max(e / d, la))),
+        "the plan fills the whole time left, so any slower epoch overruns it",
+        "plan for margin * (seconds - elapsed)"),
+    "taking the margin off the whole budget": (
+        lambda s, d, e, la, m: d + max(0, math.floor((s * m - e) / max(e / d, la))),
+        "the margin is taken off the whole budget, so late in the run nothing is left to absorb a slow epoch",
+        "apply the margin to the time left: margin * (seconds - elapsed)"),
+    "counting only the epochs still to run": (
+        lambda s, d, e, la, m: max(0, math.floor((s - e) * m / max(e / d, la))),
+        "this is the count of epochs still to run, not the whole plan", "add the done epochs"),
+    "no floor at the epochs done": (
+        lambda s, d, e, la, m: d + math.floor((s - e) * m / max(e / d, la)),
+        "once the budget is overspent, the plan drops below the epochs already done",
+        "never plan fewer than done: done + max(0, ...)"),
+    "rounding up": (
+        lambda s, d, e, la, m: d + max(0, math.ceil((s - e) * m / max(e / d, la))),
+        "a part of an epoch is rounded up to a whole one, which does not fit", "round down (math.floor)"),
+}
+
+
+def check_epochs_that_fit(fn: Callable[[float, int, float, float, float], int]) -> Check:
+    """Check ``fn(seconds, done, elapsed, last, margin)``: the whole epochs, done ones included, that fit.
+
+    The reference is :meth:`dlbook.train.TimeBudget.epochs_that_fit`: the next epochs are timed at
+    the slower of the mean epoch so far and the last one, ``margin`` of the time left is planned
+    for, and the plan never drops below ``done``. A wrong answer is compared with each of
+    :data:`EPOCH_SLIPS` on all of :data:`EPOCH_CASES` to say which slip it is.
+    """
+    from dlbook.train import TimeBudget
+
+    def body(problems: list[Problem]) -> None:
+        got, want = [], []
+        for seconds, done, elapsed, last, margin in EPOCH_CASES:
+            answer = attempt(fn, seconds, done, elapsed, last, margin,
+                             what=f"epochs_that_fit({seconds:g}, {done}, {elapsed:g}, {last:g}, {margin:g})")
+            got.append(answer)
+            want.append(TimeBudget(seconds, margin=margin).epochs_that_fit(done, elapsed, last))
+        if got == want:
+            return
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in got):
+            problems.append(Problem(f"it returned {got}, not whole numbers of epochs",
+                                    "return an int: the plan counts whole epochs (math.floor)"))
+            return
+        for name, (formula, what, fix) in EPOCH_SLIPS.items():
+            if got == [formula(*case) for case in EPOCH_CASES] != want:
+                problems.append(Problem(f"it matches a usual slip, {name}: {what}", fix))
+                return
+        case, answer, expected = next((c, a, w) for c, a, w in zip(EPOCH_CASES, got, want) if a != w)
+        problems.append(Problem(f"epochs_that_fit{case} = {answer}, expected {expected}",
+                                "done + max(0, floor(margin * (seconds - elapsed) / max(elapsed / done, last)))"))
+
+    return run_check("4.1 exercise 4 (re-planning the epochs)", body)
+
+
+def check_ema_update(fn: Callable[[nn.Module, nn.Module, float], None]) -> Check:
+    """Check ``fn(average, model, decay)``: one in-place step of the moving average of ``model``'s weights.
+
+    ``average`` starts as a copy of the model. After each of six SGD steps of a small network
+    with BatchNorm, the student's update runs, and every floating-point parameter and buffer
+    of ``average`` must equal ``decay * average + (1 - decay) * model``: the values of a
+    :class:`torch.optim.swa_utils.AveragedModel` with ``use_buffers=True`` (the BatchNorm
+    running statistics averaged too), as :class:`dlbook.train.WeightAverage` keeps it.
+    """
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    def floats(module: nn.Module) -> dict[str, torch.Tensor]:
+        both = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+        return {k: v.detach().clone() for k, v in both.items() if v.is_floating_point()}
+
+    def body(problems: list[Problem]) -> None:
+        decay = 0.9
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        reference, swapped = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
+                              for d in (decay, 1 - decay))  # swapped: the slip of weighting the new weights by decay
+        reference.update_parameters(model)  # the first update copies the model
+        swapped.update_parameters(model)
+        average = copy.deepcopy(model)
+        start = floats(average)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(6):
+            x, y = torch.randn(16, 4, generator=g), torch.randint(0, 3, (16,), generator=g)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            attempt(fn, average, model, decay, what=f"ema_update(average, model, {decay})")
+            reference.update_parameters(model)
+            swapped.update_parameters(model)
+        got, want, now = floats(average), floats(reference.module), floats(model)
+        wrong = [k for k in want if not torch.allclose(got[k], want[k], atol=1e-6)]
+        if not wrong:
+            return
+        if all(torch.equal(got[k], start[k]) for k in got):
+            problems.append(Problem("average did not change: the update must write into its tensors",
+                                    "update in place under torch.no_grad(), e.g. a.mul_(decay).add_(p, alpha=1 - decay) "
+                                    "or a.lerp_(p, 1 - decay); a = ... only rebinds a local name"))
+            return
+        if all(torch.allclose(got[k], now[k], atol=1e-6) for k in got):
+            problems.append(Problem("average is a copy of the model: with decay 0.9 it should lag behind it",
+                                    "keep decay of the old average: decay * a + (1 - decay) * p"))
+            return
+        buffers = {k for k, _ in model.named_buffers()}
+        if all(k in buffers for k in wrong):
+            problems.append(Problem(f"the parameters are right, the buffers are not ({', '.join(wrong)}): the "
+                                    "BatchNorm statistics must be averaged with the weights they belong to",
+                                    "loop over model.buffers() too (the floating-point ones), as "
+                                    "AveragedModel(use_buffers=True) does"))
+            return
+        if all(torch.allclose(got[k], v, atol=1e-6) for k, v in floats(swapped.module).items()):
+            problems.append(Problem("decay and 1 - decay are swapped: the new weights count 0.9 and the average 0.1, "
+                                    "so it follows the model step by step and averages nothing",
+                                    "a = decay * a + (1 - decay) * p: decay is the share the old average keeps"))
+            return
+        problems.append(Problem(f"{len(wrong)} of {len(want)} tensors differ from the reference, e.g. {wrong[0]} by up "
+                                f"to {(got[wrong[0]] - want[wrong[0]]).abs().max():.3g}",
+                                "each step: a = decay * a + (1 - decay) * p, for every floating-point parameter "
+                                "and buffer"))
+
+    return run_check("4.1 exercise 5 (a moving average of the weights)", body)
+
+
+__all__ = ["check_decay_groups", "check_ema_update", "check_epochs_that_fit", "check_flip_tta", "check_warmup_decay"]

@@ -197,6 +197,59 @@ class VGG(nn.Module):
         return logits if self.config.logit_scale == 1.0 else logits * self.config.logit_scale
 
 
+def patch_whitening_(conv: nn.Conv2d, images: torch.Tensor, *, max_patches: int = 200_000, freeze: bool = True,
+                     generator: torch.Generator | None = None) -> int:
+    """Set a first convolution's filters to the principal directions of the image patches it sees, in place.
+
+    Keller Jordan's airbench starts its CIFAR-10 network with a frozen "whitening" layer: the
+    eigenvectors of the covariance of the input's patches, each as a filter and its negative
+    (so the ReLU after it keeps both signs). The network's first layer then starts from what
+    the data varies in, instead of from random directions, and does not have to learn it.
+    Here the same idea is applied to a 3x3 convolution: ``k = C * 3 * 3`` patch dimensions (27
+    for RGB) give ``2 k`` filters (54); a convolution with more filters keeps its other ones
+    as initialised. Each eigenvector is divided by the square root of its eigenvalue, which
+    whitens the patches; with batch normalisation right after the convolution (as in VGG-BN)
+    only the directions matter.
+
+    Args:
+        conv: the first convolution, ``out_channels >= 2 * in_channels * kh * kw``.
+        images: a batch ``(N, C, H, W)`` of training images, normalised as the model's input is.
+        max_patches: how many random patches estimate the covariance.
+        freeze: stop training the convolution's weight (its bias, redundant before batch
+            normalisation, keeps training); airbench keeps its whitening layer fixed.
+        generator: draws the patches.
+
+    Returns:
+        The number of filters set (``2 k``).
+
+    Example:
+        >>> conv = nn.Conv2d(3, 64, 3, padding=1)
+        >>> patch_whitening_(conv, torch.randn(8, 3, 32, 32))
+        54
+        >>> conv.weight.requires_grad
+        False
+    """
+    c, kh, kw = conv.in_channels, *conv.kernel_size
+    k = c * kh * kw
+    if conv.out_channels < 2 * k:
+        raise ValueError(f"patch whitening needs 2 x {k} = {2 * k} filters for {c}x{kh}x{kw} patches; "
+                         f"this convolution has {conv.out_channels}")
+    if images.dim() != 4 or images.shape[1] != c or not images.is_floating_point():
+        raise ValueError(f"need normalised float images (N, {c}, H, W), got {tuple(images.shape)} {images.dtype}")
+    patches = images.unfold(2, kh, 1).unfold(3, kw, 1)  # (N, C, H', W', kh, kw)
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, k).double()  # rows ordered like a filter (C, kh, kw)
+    if len(patches) > max_patches:
+        patches = patches[torch.randperm(len(patches), generator=generator)[:max_patches]]
+    covariance = patches.T @ patches / len(patches)  # about the mean: normalised images are centred
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+    filters = (eigenvectors.T / (eigenvalues.clamp_min(0) + 1e-4).sqrt()[:, None]).flip(0)  # largest first
+    filters = filters.reshape(k, c, kh, kw).to(conv.weight.dtype)
+    with torch.no_grad():
+        conv.weight[:2 * k] = torch.cat([filters, -filters])
+    conv.weight.requires_grad_(not freeze)
+    return 2 * k
+
+
 def _build(depth: int, **overrides) -> VGG:
     return VGG(VGGConfig(depth=depth, **overrides))
 
@@ -229,4 +282,4 @@ def vgg19(**overrides) -> VGG:
     return _build(19, **overrides)
 
 
-__all__ = ["CFGS", "VGG", "VGGConfig", "make_layers", "vgg11", "vgg13", "vgg16", "vgg19"]
+__all__ = ["CFGS", "VGG", "VGGConfig", "make_layers", "patch_whitening_", "vgg11", "vgg13", "vgg16", "vgg19"]

@@ -45,7 +45,7 @@ from torch import nn
 
 from dlbook.data.transforms import (CIFAR10_MEAN, CIFAR10_STD, Compose, Cutout, Normalize, RandomCrop,
                                     RandomHorizontalFlip, to_float)
-from dlbook.models.vgg import VGG, vgg11
+from dlbook.models.vgg import VGG, patch_whitening_, vgg11
 from dlbook.timing import forever, throughput
 from dlbook.train.optim import param_groups
 from dlbook.train.schedules import linear_warmup_decay
@@ -74,6 +74,7 @@ class VGGRecipe:
     hidden: tuple[int, ...] = ()  # hidden layers of the head; () is one linear layer on global pooling
     dropout: float = 0.0
     logit_scale: float = 0.125  # Page's: logits times 1/8
+    whiten: bool = False  # airbench's frozen first layer: the first conv set from the training patches' principal directions
     tta: str = "flip"  # test-time views, chosen on validation (see tta_views)
     notes: str = field(default="", compare=False)  # where the recipe comes from, for the record
 
@@ -99,9 +100,20 @@ class VGGRecipe:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     # -- the parts a Trainer needs -----------------------------------------------------------
-    def model(self) -> VGG:
-        """A freshly initialised VGG-11-BN with this recipe's head (seed torch first for repeatable weights)."""
-        return vgg11(num_classes=10, hidden=self.hidden, dropout=self.dropout, logit_scale=self.logit_scale)
+    def model(self, images: torch.Tensor | None = None) -> VGG:
+        """A freshly initialised VGG-11-BN with this recipe's head (seed torch first for repeatable weights).
+
+        With ``whiten``, ``images`` (uint8 training images, ``(N, 3, 32, 32)``; 5,000 are plenty)
+        set the first convolution (:func:`dlbook.models.vgg.patch_whitening_`); without it they are not used.
+        """
+        model = vgg11(num_classes=10, hidden=self.hidden, dropout=self.dropout, logit_scale=self.logit_scale)
+        if self.whiten:
+            if images is None:
+                raise ValueError("whiten=True sets the first layer from the training images: call "
+                                 "recipe.model(x_train[:5000]) with uint8 training images (never validation or test)")
+            patch_whitening_(model.features[0], self.eval_transform()(images[:5000]),
+                             generator=torch.Generator().manual_seed(0))
+        return model
 
     def optimizer(self, model: nn.Module) -> torch.optim.SGD:
         """SGD with Nesterov momentum; weight decay on the weights only (:func:`dlbook.train.param_groups`)."""
@@ -201,7 +213,7 @@ def images_per_second(recipe: VGGRecipe, images: torch.Tensor, labels: torch.Ten
     transform = recipe.train_transform()
     batches = forever([(images[i:i + recipe.batch_size], labels[i:i + recipe.batch_size])
                        for i in range(0, len(images) - recipe.batch_size + 1, recipe.batch_size)][:4])
-    step = sgd_step(recipe.model(), device, channels_last=channels_last, precision=precision)
+    step = sgd_step(recipe.model(images), device, channels_last=channels_last, precision=precision)
     return throughput(lambda batch: step((transform(batch[0]), batch[1])), batches, steps=steps, warmup=warmup,
                       device=device)
 
