@@ -198,14 +198,14 @@ def vgg11_dlbook(seed: int, args, device) -> tuple[list, dict]:
     train = TensorLoader(x, y, recipe.batch_size, shuffle=True, drop_last=True, seed=seed,
                          transform=recipe.train_transform())
     test = TensorLoader(x_test, y_test, 500, transform=recipe.eval_transform())
-    model = recipe.model()
+    model = recipe.model(x)
     opt = recipe.optimizer(model)
+    ema = WeightAverage(model, EMA_DECAY)  # before any compile: the average is a copy of the plain model
     if args.compile:
         model.compile()  # compiles in place: the optimizer keeps the same parameters
         compile_s = prime_compiled(model, train, device)
         print(f"vgg11 seed {seed}: torch.compile took {compile_s:.0f} s, outside the training clock", flush=True)
     schedule = recipe.schedule(opt, len(train))
-    ema = WeightAverage(model, EMA_DECAY)
     score = evaluator(test, device, "auto", tta_views(recipe.tta))
     clock = TestClock(lambda _trained: score(ema.average.module), budget_s=args.minutes * 60)
     callbacks = [LRSchedule(schedule, "batch"), ema]

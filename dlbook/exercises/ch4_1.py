@@ -230,7 +230,7 @@ def check_epochs_that_fit(fn: Callable[[float, int, float, float, float], int]) 
     The reference is :meth:`dlbook.train.TimeBudget.epochs_that_fit`: the next epochs are timed at
     the slower of the mean epoch so far and the last one, ``margin`` of the time left is planned
     for, and the plan never drops below ``done``. A wrong answer is compared with each of
-    :data:`EPOCH_SLIPS` on all of :data:`EPOCH_CASES` to say which slip it is.
+    ``EPOCH_SLIPS`` on all of ``EPOCH_CASES`` to say which slip it is.
     """
     from dlbook.train import TimeBudget
 
