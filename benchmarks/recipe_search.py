@@ -13,11 +13,11 @@ The candidates (``dlbook.recipes.cifar10``):
 * ``page``: ``PAGE`` (linear head, logits x 0.125, peak 0.2, label smoothing 0.2, crops padded by 4);
 * ``page+cutout8``: ``PAGE`` with 8x8 cutout, Page's regulariser for 24-epoch runs;
 * ``page+pad2``: ``PAGE`` with 2-pixel instead of 4-pixel crop padding, airbench's lighter
-  translation for short schedules (this is ``FAST``, the recipe the chapter trains);
+  translation for short schedules (the chapter's recipe until a full-length run chose cutout);
 * ``page+dropout``: ``PAGE`` with the article's dropout (0.5, before the linear head);
-* ``fast+batch128``: ``FAST`` at batch 128 with the peak learning rate halved to 0.1 (the
+* ``page+pad2+batch128``: ``page+pad2`` at batch 128 with the peak learning rate halved to 0.1 (the
   linear scaling rule): twice the steps for the same images, as in the usual CIFAR-10 recipes;
-* ``fast+whiten``: ``FAST`` with airbench's frozen whitening first layer (54 of the first
+* ``page+pad2+whiten``: ``page+pad2`` with airbench's frozen whitening first layer (54 of the first
   convolution's 64 filters set from the principal directions of the training images' 3x3
   patches, :func:`dlbook.models.vgg.patch_whitening_`).
 
@@ -41,17 +41,17 @@ import torch
 from _common import parser, pick_device, run_and_write, start
 from dlbook.data import TensorLoader, load_cifar10, stratified_split
 from dlbook.metrics import accuracy
-from dlbook.recipes.cifar10 import FAST, FIRST, PAGE, TTA_CHOICES, search_tables, tta_views
+from dlbook.recipes.cifar10 import FIRST, PAGE, TTA_CHOICES, search_tables, tta_views
 from dlbook.train import LRSchedule, Trainer, predict, seed_everything
 
 CANDIDATES = {
     "first": FIRST,
     "page": PAGE,
     "page+cutout8": PAGE.replace(cutout=8),
-    "page+pad2": PAGE.replace(crop_padding=2),  # == FAST
+    "page+pad2": PAGE.replace(crop_padding=2),
     "page+dropout": PAGE.replace(dropout=0.5),
-    "fast+batch128": FAST.replace(batch_size=128, peak_lr=0.1),
-    "fast+whiten": FAST.replace(whiten=True),
+    "page+pad2+batch128": PAGE.replace(crop_padding=2, batch_size=128, peak_lr=0.1),
+    "page+pad2+whiten": PAGE.replace(crop_padding=2, whiten=True),
 }
 
 
