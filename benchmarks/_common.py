@@ -29,7 +29,7 @@ from dlbook.models.vgg import vgg11
 from dlbook.notebook import cpu_model, library_versions
 from dlbook.train import Trainer
 from dlbook.train.device import cpu_supports_bf16, default_device, describe_device
-from dlbook.train.throughput import sgd_step  # the one timed training step, shared with chapter 2.3
+from dlbook.train.throughput import sgd_step  # noqa: F401  (re-exported: the one timed training step, shared with chapter 2.3)
 
 
 # The two models the CIFAR-10 benchmarks time: builder, multiple of --steps (the small model needs more steps for a

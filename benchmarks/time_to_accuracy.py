@@ -220,7 +220,7 @@ def vgg11_dlbook(seed: int, args, device) -> tuple[list, dict]:
         print(f"vgg11 seed {seed}: first plan {recipe.epochs} epochs; re-planned (after epoch -> epochs): "
               + ", ".join(f"{done} -> {planned}" for done, planned in plans), flush=True)
     return clock.curve, {"epochs_planned_first": recipe.epochs, "plans": plans, "weights": f"EMA {EMA_DECAY}",
-                         "tta": recipe.tta}
+                         "tta": recipe.tta, "recipe": recipe.as_dict()}
 
 
 def prime_compiled(model: nn.Module, loader, device) -> float:
@@ -327,8 +327,8 @@ def across_runs(newest_first: list[dict]) -> str | None:
         ...      "tasks": {"vgg11": {"curves": {"0": [[70.0, 0.79], [140.0, 0.84]]}}}}
         >>> print(across_runs([a, b]))
         across the 2 runs, vgg11 seeds [0, 1]: final 85.00% (range 84.00%-86.00%); to 85%: 2.0 min (2.0-2.0), 1/2 seeds; to 90%: never (0/2)
-          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned once from the budget, last weights with flip, on Xeon
-          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip, on EPYC
+          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned once from the budget, last weights with flip; crops padded by 2 (FAST until 2026-12-04), on Xeon
+          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip; crops padded by 2 (FAST until 2026-12-04), on EPYC
     """
     found: dict[str, dict[int, tuple[list, dict]]] = {}
     for r in newest_first:
@@ -356,14 +356,17 @@ def vgg_procedure(settings: dict, run: dict | None) -> str:
     """How one seed of dlbook's VGG-11 set its epochs and which weights it scored, in a phrase.
 
     ``run`` is the seed's entry of the task's ``runs`` (None in results from before
-    TimeBudget, which planned the epochs once and scored the last weights).
+    TimeBudget, which planned the epochs once and scored the last weights). Results without
+    the recipe in it come from before 2026-12-04 20:42 UTC, when ``FAST`` padded its crops by 2
+    pixels without cutout.
 
     Example:
         >>> vgg_procedure({"vgg_epochs": None}, {"epochs_planned_first": 26, "plans": [[1, 30], [3, 31]],
-        ...                                     "weights": "EMA 0.998", "tta": "flip"})
-        'epochs planned 26, re-planned by TimeBudget to 31, EMA 0.998 weights with flip'
+        ...                                     "weights": "EMA 0.998", "tta": "flip",
+        ...                                     "recipe": {"crop_padding": 4, "cutout": 8, "whiten": False}})
+        'epochs planned 26, re-planned by TimeBudget to 31, EMA 0.998 weights with flip; crops padded by 4, cutout 8'
         >>> vgg_procedure({"vgg_epochs": 18}, None)
-        'epochs fixed by --vgg-epochs, last weights with flip'
+        'epochs fixed by --vgg-epochs, last weights with flip; crops padded by 2 (FAST until 2026-12-04)'
     """
     if settings.get("vgg_epochs"):
         epochs = "epochs fixed by --vgg-epochs"
@@ -374,7 +377,13 @@ def vgg_procedure(settings: dict, run: dict | None) -> str:
         epochs = f"epochs planned {run['epochs_planned_first']}" + (
             f", re-planned by TimeBudget to {plans[-1][1]}" if plans else ", kept by TimeBudget")
     weights = f"{run['weights']} weights with {run['tta']}" if run else "last weights with flip"
-    return f"{epochs}, {weights}"
+    recipe = (run or {}).get("recipe")
+    if recipe is None:
+        augment = "crops padded by 2 (FAST until 2026-12-04)"
+    else:
+        augment = (f"crops padded by {recipe['crop_padding']}" + (f", cutout {recipe['cutout']}" if recipe["cutout"] else "")
+                   + (", whitened first layer" if recipe["whiten"] else ""))
+    return f"{epochs}, {weights}; {augment}"
 
 
 def compare_with_peer(tasks: dict) -> dict:
