@@ -13,7 +13,7 @@ The candidates (``dlbook.recipes.cifar10``):
 * ``page``: ``PAGE`` (linear head, logits x 0.125, peak 0.2, label smoothing 0.2, crops padded by 4);
 * ``page+cutout8``: ``PAGE`` with 8x8 cutout, Page's regulariser for 24-epoch runs;
 * ``page+pad2``: ``PAGE`` with 2-pixel instead of 4-pixel crop padding, airbench's lighter
-  translation for short schedules (the chapter's recipe until a full-length run chose cutout);
+  translation for short schedules (this is ``FAST``, the recipe the chapter trains);
 * ``page+dropout``: ``PAGE`` with the article's dropout (0.5, before the linear head);
 * ``page+pad2+batch128``: ``page+pad2`` at batch 128 with the peak learning rate halved to 0.1 (the
   linear scaling rule): twice the steps for the same images, as in the usual CIFAR-10 recipes;

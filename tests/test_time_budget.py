@@ -99,6 +99,22 @@ def test_time_budget_reads_the_clock_it_is_given(monkeypatch, batches, blobs, ma
     assert budget.plans[-1][1] == len(history.records)
 
 
+def test_time_budget_never_extends_a_plan_it_has_reached(batches, blobs, make_trainer):
+    # chapter 4.1 on 2026-12-04: planned 20, reached 20, a fast last epoch left time for one more, and
+    # epoch 21 trained at a learning rate of 0. Here: three 10 s epochs, then a 1 s one.
+    readings = iter([0.0, 10.0, 20.0, 30.0, 31.0])
+    x, y = blobs(64)
+    loader = batches(x, y)
+    trainer = make_trainer()
+    schedule = linear_warmup_decay(trainer.optimizer, warmup_steps=1, total_steps=4 * len(loader))
+    budget = TimeBudget(40.0, schedule, margin=1.0, clock=lambda: next(readings))
+    trainer.callbacks = [LRSchedule(schedule, "batch"), budget]
+    history = trainer.fit(loader, epochs=4)
+    assert budget.epochs_that_fit(done=4, elapsed=31.0, last=1.0) == 5  # the time left would allow another
+    assert len(history.records) == 4 and budget.plans == []  # but the plan of 4 was reached: the run ends there
+    assert history["lr"][-1] == 0.0 and min(history["lr"][:-1]) > 0
+
+
 def test_time_budget_resumes_with_the_time_it_had_used(tmp_path, monkeypatch, batches, blobs, make_trainer):
     x, y = blobs(64)
     monkeypatch.setattr(callbacks.time, "perf_counter", FakeClock(1.0))

@@ -218,8 +218,9 @@ class TimeBudget(Callback):
     ``margin`` of the time left, sets ``trainer.max_epochs`` to that, and moves the end of
     ``schedule`` (a :func:`dlbook.train.linear_warmup_decay`) with it, so the learning rate
     still reaches 0 on the last step, with no jump. ``fit(epochs=...)`` is the first plan.
-    When the time is spent, training stops. ``plans`` lists ``(epoch, epochs planned)``
-    after every change of plan.
+    When the time is spent, training stops. A plan that has been reached is final: by then
+    the learning rate is 0, and an epoch added after it would train at 0. ``plans`` lists
+    ``(epoch, epochs planned)`` after every change of plan.
 
     The time counts from ``fit`` (the epochs and their validation, not what runs before).
     A run resumed from a checkpoint goes on with the time it had already used.
@@ -266,6 +267,8 @@ class TimeBudget(Callback):
     def on_train_epoch_end(self, trainer, model) -> None:
         before, self.used = self.used, self._now() - self._start
         done = len(trainer.history.records)
+        if done >= trainer.max_epochs:  # the plan is reached and the schedule with it: more epochs would train at 0
+            return
         planned = self.epochs_that_fit(done, self.used, self.used - before)  # last: on this clock, since the last epoch's end
         if planned == trainer.max_epochs:
             return
