@@ -327,8 +327,8 @@ def across_runs(newest_first: list[dict]) -> str | None:
         ...      "tasks": {"vgg11": {"curves": {"0": [[70.0, 0.79], [140.0, 0.84]]}}}}
         >>> print(across_runs([a, b]))
         across the 2 runs, vgg11 seeds [0, 1]: final 85.00% (range 84.00%-86.00%); to 85%: 2.0 min (2.0-2.0), 1/2 seeds; to 90%: never (0/2)
-          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned once from the budget, last weights with flip; crops padded by 2 (FAST until 2026-12-04), on Xeon
-          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip; crops padded by 2 (FAST until 2026-12-04), on EPYC
+          seed 0: 84.00% after 2 epochs, 2.3 min of training, epochs planned once from the budget, last weights with flip; crops padded by 2 (FAST; recipe not stored), on Xeon
+          seed 1: 86.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip; crops padded by 2 (FAST; recipe not stored), on EPYC
     """
     found: dict[str, dict[int, tuple[list, dict]]] = {}
     for r in newest_first:
@@ -357,8 +357,8 @@ def vgg_procedure(settings: dict, run: dict | None) -> str:
 
     ``run`` is the seed's entry of the task's ``runs`` (None in results from before
     TimeBudget, which planned the epochs once and scored the last weights). Results without
-    the recipe in it come from before 2026-12-04 20:42 UTC, when ``FAST`` padded its crops by 2
-    pixels without cutout.
+    the recipe in it come from before it was stored (2026-12-04); all of them ran ``FAST``,
+    whose crops were then, as now, padded by 2 pixels, without cutout.
 
     Example:
         >>> vgg_procedure({"vgg_epochs": None}, {"epochs_planned_first": 26, "plans": [[1, 30], [3, 31]],
@@ -366,7 +366,7 @@ def vgg_procedure(settings: dict, run: dict | None) -> str:
         ...                                     "recipe": {"crop_padding": 4, "cutout": 8, "whiten": False}})
         'epochs planned 26, re-planned by TimeBudget to 31, EMA 0.998 weights with flip; crops padded by 4, cutout 8'
         >>> vgg_procedure({"vgg_epochs": 18}, None)
-        'epochs fixed by --vgg-epochs, last weights with flip; crops padded by 2 (FAST until 2026-12-04)'
+        'epochs fixed by --vgg-epochs, last weights with flip; crops padded by 2 (FAST; recipe not stored)'
     """
     if settings.get("vgg_epochs"):
         epochs = "epochs fixed by --vgg-epochs"
@@ -379,7 +379,7 @@ def vgg_procedure(settings: dict, run: dict | None) -> str:
     weights = f"{run['weights']} weights with {run['tta']}" if run else "last weights with flip"
     recipe = (run or {}).get("recipe")
     if recipe is None:
-        augment = "crops padded by 2 (FAST until 2026-12-04)"
+        augment = "crops padded by 2 (FAST; recipe not stored)"
     else:
         augment = (f"crops padded by {recipe['crop_padding']}" + (f", cutout {recipe['cutout']}" if recipe["cutout"] else "")
                    + (", whitened first layer" if recipe["whiten"] else ""))
