@@ -105,8 +105,8 @@ def test_time_to_accuracy_sittings_are_combined_newest_first(tmp_path):
     assert "Measured on another machine: CPU (2 cores), EPYC" in section and "14:39" not in section
     across = section.split("```text")[1]   # one summary over the sittings, before the runs' own reports
     assert "across the 2 runs, vgg11 seeds [0, 1]: final 86.50% (range 86.00%-87.00%)" in across
-    assert ("seed 1: 87.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip, "
-            "on Xeon") in across
+    assert ("seed 1: 87.00% after 2 epochs, 2.0 min of training, epochs fixed by --vgg-epochs, last weights with flip; "
+            "crops padded by 2 (FAST; recipe not stored), on Xeon") in across   # no recipe in these results
     assert "seed 0: 86.00% after 2 epochs, 2.0 min of training, epochs planned once from the budget" in across
     assert "lenet5" not in across   # all its seeds come from one run
 
