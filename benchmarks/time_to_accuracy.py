@@ -353,7 +353,7 @@ def across_runs(newest_first: list[dict]) -> str | None:
 
 
 def vgg_procedure(settings: dict, run: dict | None) -> str:
-    """How one seed of dlbook's VGG-11 set its epochs and which weights it scored, in a phrase.
+    """How one seed of dlbook's VGG-11 set its epochs, which weights it scored and how it augmented, in a phrase.
 
     ``run`` is the seed's entry of the task's ``runs`` (None in results from before
     TimeBudget, which planned the epochs once and scored the last weights). Results without
@@ -381,8 +381,9 @@ def vgg_procedure(settings: dict, run: dict | None) -> str:
     if recipe is None:
         augment = "crops padded by 2 (FAST; recipe not stored)"
     else:
-        augment = (f"crops padded by {recipe['crop_padding']}" + (f", cutout {recipe['cutout']}" if recipe["cutout"] else "")
-                   + (", whitened first layer" if recipe["whiten"] else ""))
+        augment = (f"crops padded by {recipe['crop_padding']}"
+                   + (f", cutout {recipe['cutout']}" if recipe["cutout"] else "")
+                   + (", whitened first layer" if recipe.get("whiten") else ""))
     return f"{epochs}, {weights}; {augment}"
 
 
