@@ -207,9 +207,10 @@ def patch_whitening_(conv: nn.Conv2d, images: torch.Tensor, *, max_patches: int 
     the data varies in, instead of from random directions, and does not have to learn it.
     Here the same idea is applied to a 3x3 convolution: ``k = C * 3 * 3`` patch dimensions (27
     for RGB) give ``2 k`` filters (54); a convolution with more filters keeps its other ones
-    as initialised (and, with ``freeze``, fixed there too: the whole weight stops training). Each eigenvector is divided by the square root of its eigenvalue, which
-    whitens the patches; with batch normalisation right after the convolution (as in VGG-BN)
-    only the directions matter.
+    as initialised (and, with ``freeze``, fixed there too: the whole weight stops training).
+    Each eigenvector is divided by the square root of its eigenvalue, which whitens the
+    patches; with batch normalisation right after the convolution (as in VGG-BN) only the
+    directions matter.
 
     Args:
         conv: the first convolution, ``out_channels >= 2 * in_channels * kh * kw``.
